@@ -1,0 +1,128 @@
+"""The algorithm contract and the algorithm registry.
+
+An algorithm is a typed, frozen config (defaults = the paper's values, cited) and three pure functions:
+
+    init(key, spec, config, model) -> train_state
+    act(train_state, obs [N, obs_dim], avail_actions [N, A], key, *, explore: bool, config) -> actions [N]
+    update(train_state, data, key, *, config) -> (train_state, metrics: dict[str, scalar])
+
+`act` is decentralised: agent n's action depends only on `obs[n]` (and n). `data` is a `Transition`
+batch with leading axes [rollout_length, n_envs] collected by the runner — or, for a *planner*
+(`uses_env=False`: an exact iteration such as MAOSVI or DPO's eq. 18), the game model itself.
+`model` is the `TabularGame` when the env is one (None otherwise); algorithms that need it say so
+with `requires=("tabular",)`. Tabular algorithms also give `policy(train_state) -> [N, S, A]`, the
+product policy the runner evaluates exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from coopmarl.envs.registry import UnknownNameError, did_you_mean
+
+
+class Transition(NamedTuple):
+    obs: jax.Array  # [..., N, obs_dim]
+    global_state: jax.Array  # [..., state_dim]
+    avail_actions: jax.Array  # [..., N, A]
+    actions: jax.Array  # [..., N] (int) or [..., N, action_dim]
+    reward: jax.Array  # [..., N]
+    terminated: jax.Array  # [...]
+    truncated: jax.Array  # [...]
+    next_obs: jax.Array  # [..., N, obs_dim]  (the true next observation, also after an episode end)
+    next_global_state: jax.Array  # [..., state_dim]
+    next_avail_actions: jax.Array  # [..., N, A]  (first obs of the next episode's avail after a reset)
+
+    @property
+    def done(self):
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    description: str
+    config_cls: type
+    init: Callable[..., Any]
+    act: Callable[..., jax.Array]
+    update: Callable[..., tuple[Any, dict]]
+    policy: Callable[[Any], jax.Array] | None = None  # tabular: the product policy [N, S, A]
+    requires: tuple[str, ...] = ("discrete",)  # subset of {"discrete", "continuous", "tabular"}
+    uses_env: bool = True  # False: a planner iterating on the model
+    paper: str = ""
+    summary: Callable[[Any, Any], dict] | None = None  # (config, env) -> static facts for summary.json
+
+    def default_config(self):
+        return self.config_cls()
+
+
+_ALGOS: dict[str, Algorithm] = {}
+
+
+def register_algo(algo: Algorithm) -> Algorithm:
+    if algo.name in _ALGOS:
+        raise ValueError(f"algorithm {algo.name!r} registered twice")
+    if not dataclasses.is_dataclass(algo.config_cls):
+        raise TypeError(f"{algo.name}: config_cls must be a dataclass")
+    _ALGOS[algo.name] = algo
+    return algo
+
+
+def get_algo(name: str) -> Algorithm:
+    _load_all()
+    if name not in _ALGOS:
+        raise UnknownNameError(
+            f"unknown algorithm {name!r}.{did_you_mean(name, _ALGOS)} Valid algorithms: {', '.join(sorted(_ALGOS))}"
+        )
+    return _ALGOS[name]
+
+
+def list_algos() -> list[Algorithm]:
+    _load_all()
+    return [_ALGOS[k] for k in sorted(_ALGOS)]
+
+
+def _load_all():
+    import coopmarl.exact.baselines  # noqa: F401
+    import coopmarl.exact.dpo  # noqa: F401
+    import coopmarl.exact.maosql  # noqa: F401
+    import coopmarl.exact.rommeo  # noqa: F401
+
+
+# ---- small shared pieces for tabular learners ----------------------------------------------------
+
+
+def state_index(obs: jax.Array) -> jax.Array:
+    """The state index of a tabular game's one-hot observation [..., S]."""
+    return jnp.argmax(obs, axis=-1).astype(jnp.int32)
+
+
+def linear_schedule(start: float, end: float, steps: int, t: jax.Array) -> jax.Array:
+    frac = jnp.clip(t / jnp.maximum(steps, 1), 0.0, 1.0)
+    return start + frac * (end - start)
+
+
+def epsilon_mix(probs: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """(1 - eps) * probs + eps * uniform, over the last axis."""
+    return (1.0 - epsilon) * probs + epsilon / probs.shape[-1]
+
+
+def greedy_probs(values: jax.Array) -> jax.Array:
+    """A deterministic policy on the first maximiser of `values` over the last axis."""
+    return jax.nn.one_hot(jnp.argmax(values, -1), values.shape[-1], dtype=jnp.float32)
+
+
+def sample_actions(key: jax.Array, probs: jax.Array) -> jax.Array:
+    """One action per row of `probs` [N, A] (each agent with its own key)."""
+    keys = jax.random.split(key, probs.shape[0])
+    return jax.vmap(lambda k, p: jax.random.categorical(k, jnp.log(p)))(keys, probs).astype(jnp.int32)
+
+
+def last_transition(data: Transition) -> Transition:
+    """The single newest transition of a [T, E] batch (tabular learners update on it alone)."""
+    return jax.tree.map(lambda x: x[-1, 0], data)

@@ -1,0 +1,134 @@
+"""The environment contract: static `EnvSpec`, per-step `TimeStep`, and the one `AutoReset` wrapper.
+
+Every environment is a pure, jittable pair of functions over an explicit state, with agents stacked
+on the leading axis of every per-agent array (no per-agent dicts):
+
+    state, ts = env.reset(key)
+    state, ts = env.step(key, state, actions)      # actions: int32 [N] or float32 [N, action_dim]
+
+`ts.terminated` means the episode really ended (bootstrap from zero); `ts.truncated` means a time
+limit cut it (bootstrap from the next state's value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of an environment; everything here is a Python value, never traced."""
+
+    name: str
+    n_agents: int
+    obs_dim: int
+    state_dim: int
+    action_kind: str  # "discrete" | "continuous"
+    n_actions: int = 0  # discrete
+    action_dim: int = 0  # continuous
+    low: float = -1.0  # continuous bounds
+    high: float = 1.0
+    horizon: int = 0  # episode time limit (0 = none)
+    params: tuple[tuple[str, Any], ...] = field(default=())  # the resolved constructor parameters
+
+    def __post_init__(self):
+        if self.action_kind not in ("discrete", "continuous"):
+            raise ValueError(f"action_kind must be 'discrete' or 'continuous', got {self.action_kind!r}")
+        if self.action_kind == "discrete" and self.n_actions < 1:
+            raise ValueError("a discrete EnvSpec needs n_actions >= 1")
+        if self.action_kind == "continuous" and self.action_dim < 1:
+            raise ValueError("a continuous EnvSpec needs action_dim >= 1")
+
+    @property
+    def discrete(self) -> bool:
+        return self.action_kind == "discrete"
+
+
+class TimeStep(NamedTuple):
+    obs: jax.Array  # float32 [N, obs_dim]
+    global_state: jax.Array  # float32 [state_dim]
+    avail_actions: jax.Array  # bool [N, n_actions] (all true for continuous envs: shape [N, 1])
+    reward: jax.Array  # float32 [N]; the team reward repeated in cooperative envs
+    terminated: jax.Array  # bool []
+    truncated: jax.Array  # bool []
+    info: dict  # env-specific extras (fixed pytree structure across steps)
+
+    @property
+    def done(self) -> jax.Array:
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+@runtime_checkable
+class Env(Protocol):
+    spec: EnvSpec
+
+    def reset(self, key: jax.Array) -> tuple[Any, TimeStep]: ...
+
+    def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple[Any, TimeStep]: ...
+
+
+class AutoResetState(NamedTuple):
+    env_state: Any
+    episode_return: jax.Array  # float32 [], team return of the running episode
+    episode_length: jax.Array  # int32 []
+
+
+class AutoReset:
+    """Resets an env when an episode ends, and reports finished episodes' return and length.
+
+    After a step that ends an episode, the returned `ts` carries that step's `reward`, `terminated`
+    and `truncated`, but the *first* observation of the new episode (`obs`, `global_state`,
+    `avail_actions`); the last observation of the finished episode is in `ts.info["final_obs"]`
+    (needed to bootstrap after a truncation). `ts.info["episode_return"]` / `["episode_length"]`
+    hold the finished episode's statistics where `ts.info["episode_done"]` is true.
+    """
+
+    def __init__(self, env: Env):
+        self.env = env
+        self.spec = env.spec
+
+    def reset(self, key):
+        env_state, ts = self.env.reset(key)
+        ts = ts._replace(info=self._info(ts, ts, jnp.float32(0.0), jnp.int32(0), jnp.bool_(False)))
+        return AutoResetState(env_state, jnp.float32(0.0), jnp.int32(0)), ts
+
+    def step(self, key, state: AutoResetState, actions):
+        key_step, key_reset = jax.random.split(key)
+        env_state, ts = self.env.step(key_step, state.env_state, actions)
+        ep_return = state.episode_return + ts.reward[0]
+        ep_length = state.episode_length + 1
+        done = ts.done
+        reset_state, reset_ts = self.env.reset(key_reset)
+        env_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, env_state)
+        new_ts = ts._replace(
+            obs=jnp.where(done, reset_ts.obs, ts.obs),
+            global_state=jnp.where(done, reset_ts.global_state, ts.global_state),
+            avail_actions=jnp.where(done, reset_ts.avail_actions, ts.avail_actions),
+        )
+        new_ts = new_ts._replace(info=self._info(ts, new_ts, ep_return, ep_length, done))
+        new_state = AutoResetState(
+            env_state,
+            jnp.where(done, 0.0, ep_return).astype(jnp.float32),
+            jnp.where(done, 0, ep_length).astype(jnp.int32),
+        )
+        return new_state, new_ts
+
+    @staticmethod
+    def _info(ts, new_ts, ep_return, ep_length, done):
+        info = dict(ts.info)
+        info.update(
+            final_obs=ts.obs,
+            final_state=ts.global_state,
+            episode_return=ep_return.astype(jnp.float32),
+            episode_length=ep_length.astype(jnp.int32),
+            episode_done=jnp.asarray(done, bool),
+        )
+        return info
+
+
+def discrete_avail_all(n_agents: int, n_actions: int) -> jax.Array:
+    return jnp.ones((n_agents, n_actions), dtype=bool)

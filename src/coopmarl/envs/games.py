@@ -1,0 +1,146 @@
+"""The named tabular games of the four papers, built as `TabularGame`s.
+
+Matrix games index rows by agent 1's action and columns by agent 2's (R[i, j]: agent 1 plays i,
+agent 2 plays j), as the papers print them; action 0 is the first row/column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coopmarl.envs.registry import register_env
+from coopmarl.envs.tabular import TabularGame, load_game
+
+# ROMMEO §5.1 / Claus & Boutilier (1998). The ROMMEO text prints (5, 3) for (C, C); the standard
+# matrix and the authors' code use 5 (REFERENCE.md), which we follow.
+CLIMBING = np.array([[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]])
+
+# MAOSQL Table 2: the optimum is (3, 3) -> 3; a uniform policy makes actions 1, 2 look better.
+RO_MATRIX = np.array([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+
+# MAOSQL Table 3 (n = m = 3): reward by the number of agents taking the target action.
+TENSOR_REWARDS = (0.6, 0.0, 1.0, 0.5)
+
+# MAOSQL Table 4 (rewards) and Table 5 (deterministic next state, 1-based in the paper).
+THREE_STATE_REWARD = np.array(
+    [
+        [[0.6, 0.0, 0.0], [0.0, 0.4, 0.4], [0.0, 0.4, 0.4]],
+        [[0.6, 0.0, 0.6], [0.0, 1.0, 0.0], [0.6, 0.0, 0.6]],
+        [[0.3, 0.3, 0.0], [0.3, 0.3, 0.0], [0.0, 0.0, 0.4]],
+    ]
+)
+THREE_STATE_NEXT = np.array(
+    [
+        [[1, 1, 1], [1, 3, 2], [1, 2, 3]],
+        [[1, 2, 1], [2, 3, 2], [1, 2, 1]],
+        [[1, 1, 3], [1, 1, 3], [3, 3, 2]],
+    ]
+) - 1
+
+# DPO App. C, Table 3: [[a, b], [c, d]] with rows p / 1-p (agent 1), columns q / 1-q (agent 2).
+DPO_2X2 = {1: (5, 7, 6, 4), 2: (1, 3, 5, 4), 3: (7, 1, 1, 3), 4: (20, 0, 0, 10)}
+
+
+def _params(**kw):
+    return tuple(kw.items())
+
+
+@register_env("climbing", "Claus & Boutilier climbing game, iterated (ROMMEO Fig. 1); optimum (A,A) = 11", ("tabular",))
+def climbing(horizon: int = 1, discount: float = 0.95) -> TabularGame:
+    return TabularGame.matrix(CLIMBING, horizon, discount, "climbing", _params(horizon=horizon, discount=discount))
+
+
+@register_env("penalty", "Claus & Boutilier penalty game [[10,0,k],[0,2,0],[k,0,10]], k <= 0", ("tabular",))
+def penalty(k: float = -100.0, horizon: int = 1, discount: float = 0.95) -> TabularGame:
+    payoff = np.array([[10.0, 0.0, k], [0.0, 2.0, 0.0], [k, 0.0, 10.0]])
+    return TabularGame.matrix(payoff, horizon, discount, "penalty", _params(k=k, horizon=horizon, discount=discount))
+
+
+@register_env("ro-matrix", "MAOSQL Table 2: relative-overgeneralisation 3x3 game, horizon 10; optimum (3,3)", ("tabular",))
+def ro_matrix(horizon: int = 10, discount: float = 0.99) -> TabularGame:
+    return TabularGame.matrix(RO_MATRIX, horizon, discount, "ro-matrix", _params(horizon=horizon, discount=discount))
+
+
+@register_env("tensor", "MAOSQL Table 3: reward by the number of agents on the target action (action 0)", ("tabular",))
+def tensor(n_agents: int = 3, n_actions: int = 3, rewards: tuple[float, ...] | None = None,
+           horizon: int = 10, discount: float = 0.99) -> TabularGame:
+    if n_agents < 1 or n_actions < 2:
+        raise ValueError(f"tensor game needs n_agents >= 1 and n_actions >= 2, got {n_agents}, {n_actions}")
+    if rewards is None:
+        if n_agents != 3:
+            raise ValueError(
+                f"the paper gives the tensor game's rewards only for 3 agents; for n_agents={n_agents} pass "
+                f"rewards=r0,r1,...,r{n_agents} (reward when 0..n agents take the target action)"
+            )
+        rewards = TENSOR_REWARDS
+    if len(rewards) != n_agents + 1:
+        raise ValueError(f"tensor game rewards must have n_agents + 1 = {n_agents + 1} entries, got {len(rewards)}")
+    grids = np.meshgrid(*[np.arange(n_actions)] * n_agents, indexing="ij")
+    on_target = sum((g == 0).astype(int) for g in grids)
+    payoff = np.asarray(rewards, dtype=np.float64)[on_target]
+    return TabularGame.matrix(
+        payoff, horizon, discount, "tensor",
+        _params(n_agents=n_agents, n_actions=n_actions, rewards=tuple(rewards), horizon=horizon, discount=discount),
+    )
+
+
+@register_env("three-state", "MAOSQL Tables 4-5: 3-state 2-agent game, uniform start, horizon 10", ("tabular",))
+def three_state(horizon: int = 10, discount: float = 0.99) -> TabularGame:
+    transition = np.eye(3)[THREE_STATE_NEXT]  # [S, A, A, S]
+    initial = np.full(3, 1.0 / 3.0)
+    return TabularGame.create(THREE_STATE_REWARD, transition, initial, horizon, discount, "three-state",
+                              _params(horizon=horizon, discount=discount))
+
+
+def _dpo_2x2(index: int):
+    a, b, c, d = DPO_2X2[index]
+
+    def build(horizon: int = 1, discount: float = 0.99) -> TabularGame:
+        return TabularGame.matrix([[a, b], [c, d]], horizon, discount, f"dpo-2x2-{index}",
+                                  _params(horizon=horizon, discount=discount))
+
+    build.__name__ = f"dpo_2x2_{index}"
+    return build
+
+
+for _i, _abcd in DPO_2X2.items():
+    register_env(f"dpo-2x2-{_i}", f"DPO App. C matrix game {_i}: (a,b,c,d) = {_abcd}", ("tabular",))(_dpo_2x2(_i))
+
+
+def random_game_arrays(n_states: int, n_agents: int, n_actions: int, seed: int):
+    """DPO's random cooperative stochastic game: r ~ U[-5, 5], dense random P(s'|s,a)."""
+    rng = np.random.default_rng(seed)
+    shape = (n_states,) + (n_actions,) * n_agents
+    reward = rng.uniform(-5.0, 5.0, size=shape).astype(np.float32)
+    transition = rng.random(size=shape + (n_states,), dtype=np.float32)
+    transition /= transition.sum(-1, keepdims=True)
+    return reward, transition
+
+
+@register_env(
+    "random-stochastic-game",
+    "DPO §5.1: random cooperative stochastic game; r~U[-5,5], dense random transitions, start state 0, "
+    "episode length = n_states, one-hot state observation",
+    ("tabular",),
+)
+def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: int = 5, seed: int = 0,
+                           discount: float = 0.99) -> TabularGame:
+    if min(n_states, n_agents, n_actions) < 1:
+        raise ValueError("random-stochastic-game needs n_states, n_agents, n_actions >= 1")
+    if n_states * n_actions**n_agents * n_states > 400_000_000:
+        raise ValueError(
+            f"random-stochastic-game with {n_states} states and {n_actions}^{n_agents} joint actions needs a "
+            f"transition tensor of {n_states * n_actions**n_agents * n_states:,} floats; the limit is 400M"
+        )
+    reward, transition = random_game_arrays(n_states, n_agents, n_actions, seed)
+    initial = np.eye(n_states, dtype=np.float32)[0]
+    return TabularGame.create(
+        reward, transition, initial, horizon=n_states, discount=discount, name="random-stochastic-game",
+        params=_params(n_states=n_states, n_agents=n_agents, n_actions=n_actions, seed=seed, discount=discount),
+    )
+
+
+@register_env("tabular", "a game from an .npz file holding reward, transition[, initial]: tabular:PATH",
+              ("tabular",), prefix=True)
+def tabular_file(path: str, horizon: int | None = None, discount: float | None = None) -> TabularGame:
+    return load_game(path, horizon, discount)

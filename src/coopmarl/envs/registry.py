@@ -1,0 +1,164 @@
+"""One registry: environment name -> constructor, with typed, validated parameters.
+
+    @register_env("climbing", "Claus & Boutilier climbing game (iterated)")
+    def climbing(horizon: int = 1, discount: float = 0.95) -> TabularGame: ...
+
+Prefix families (`tabular:PATH`, later `jaxmarl:…`, `pettingzoo:…`) register a prefix handler that
+receives the text after the colon.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class UnknownNameError(KeyError):
+    def __str__(self):  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+class ParamError(ValueError):
+    pass
+
+
+def did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    name: str
+    description: str
+    constructor: Callable[..., Any]
+    params: tuple[Param, ...]
+    tags: tuple[str, ...] = ()
+    prefix: bool = False  # a family "name:ARG" whose constructor takes the ARG string first
+
+
+_ENVS: dict[str, EnvEntry] = {}
+
+
+def params_of(fn) -> tuple[Param, ...]:
+    out = []
+    hints = inspect.get_annotations(fn, eval_str=True)
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out.append(Param(p.name, hints.get(p.name, type(p.default)), p.default))
+    return tuple(out)
+
+
+def register_env(name: str, description: str, tags: tuple[str, ...] = (), prefix: bool = False):
+    def deco(fn):
+        if name in _ENVS:
+            raise ValueError(f"environment {name!r} registered twice")
+        params = params_of(fn)
+        if prefix:
+            params = params[1:]  # the first argument is the text after "name:"
+        _ENVS[name] = EnvEntry(name, description, fn, params, tuple(tags), prefix)
+        return fn
+
+    return deco
+
+
+def coerce(value: Any, typ: Any, what: str) -> Any:
+    """Convert `value` (possibly a CLI string) to `typ`, or raise ParamError naming `what`."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is not None and type(None) in args:  # Optional[X] / X | None
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], what)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return value.lower() in ("true", "1", "yes", "on")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, str):
+                f = float(value)
+                if not f.is_integer():
+                    raise ValueError
+                return int(f)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if origin is tuple or typ is tuple:
+            if isinstance(value, str):
+                parts = [v for v in value.strip("()[] ").split(",") if v.strip()]
+                value = parts
+            elem = args[0] if args else float
+            return tuple(coerce(v, elem, what) for v in value)
+    except (TypeError, ValueError):
+        tname = getattr(typ, "__name__", str(typ))
+        raise ParamError(f"{what} must be of type {tname}, got {value!r}") from None
+    return value
+
+
+def bind_params(entry_name: str, params: tuple[Param, ...], given: dict[str, Any], kind: str = "environment") -> dict:
+    valid = {p.name: p for p in params}
+    out = {}
+    for k, v in given.items():
+        if k not in valid:
+            choices = ", ".join(valid) or "(none)"
+            raise ParamError(
+                f"unknown parameter {k!r} for {kind} {entry_name!r}.{did_you_mean(k, valid)} Valid parameters: {choices}"
+            )
+        out[k] = coerce(v, valid[k].type, f"{kind} {entry_name!r} parameter {k!r}")
+    return out
+
+
+def _lookup(name: str) -> tuple[EnvEntry, str | None]:
+    if name in _ENVS and not _ENVS[name].prefix:
+        return _ENVS[name], None
+    if ":" in name:
+        head, arg = name.split(":", 1)
+        if head in _ENVS and _ENVS[head].prefix:
+            return _ENVS[head], arg
+    choices = ", ".join(sorted(n + (":…" if e.prefix else "") for n, e in _ENVS.items()))
+    raise UnknownNameError(f"unknown environment {name!r}.{did_you_mean(name, _ENVS)} Valid environments: {choices}")
+
+
+def env_entry(name: str) -> EnvEntry:
+    return _lookup(name)[0]
+
+
+def make(name: str, **params):
+    """Build a registered environment, e.g. `make("penalty", k=-50)` or `make("tabular:game.npz")`."""
+    entry, arg = _lookup(name)
+    kwargs = bind_params(name, entry.params, params)
+    if entry.prefix:
+        if not arg:
+            raise ParamError(f"environment family {entry.name!r} needs an argument: {entry.name}:ARG")
+        return entry.constructor(arg, **kwargs)
+    return entry.constructor(**kwargs)
+
+
+def list_envs() -> list[EnvEntry]:
+    return [_ENVS[k] for k in sorted(_ENVS)]

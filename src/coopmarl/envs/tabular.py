@@ -1,0 +1,217 @@
+"""`TabularGame`: a cooperative stochastic game given by its arrays, steppable and solvable.
+
+A game with S states and N agents with A actions each is
+    reward      [S, A, ..., A]        team reward r(s, a^1, ..., a^N)
+    transition  [S, A, ..., A, S]     P(s' | s, a)
+    initial     [S]                   start-state distribution (default: state 0)
+    horizon     episode length (a time limit: the last step is *truncated*, not terminated)
+    discount    the discount of the objective the exact solvers (`coopmarl.exact`) optimise
+
+Joint actions are flattened row-major (agent 1 is the most significant digit), so `reward_flat`
+is [S, A**N] and `transition_flat` is [S, A**N, S]. Matrix games are one-state games
+(`TabularGame.matrix`). The game is a pytree: its arrays are leaves, so jitted code receives them
+as arguments (no giant constants baked into compiled programs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from coopmarl.envs.core import EnvSpec, TimeStep
+
+_ATOL = 1e-4
+
+
+class GameValidationError(ValueError):
+    """A TabularGame's arrays are inconsistent (shape, sign or normalisation)."""
+
+
+def _first_bad_index(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def validate_arrays(reward, transition, initial, horizon, discount):
+    """Check shapes and probabilities; return float32 numpy arrays. Raises GameValidationError."""
+    reward = np.asarray(reward, dtype=np.float64)
+    if reward.ndim < 2:
+        raise GameValidationError(
+            f"reward must have shape [S, A, ..., A] (one axis per agent), got shape {reward.shape}; "
+            "use TabularGame.matrix(payoff) for a one-state matrix game"
+        )
+    n_states, action_axes = reward.shape[0], reward.shape[1:]
+    if len(set(action_axes)) != 1:
+        raise GameValidationError(
+            f"reward has action axes {action_axes}: every agent must have the same number of actions"
+        )
+    if not np.all(np.isfinite(reward)):
+        raise GameValidationError(f"reward has a non-finite entry at index {_first_bad_index(~np.isfinite(reward))}")
+    if transition is None:
+        if n_states != 1:
+            raise GameValidationError("transition is required when the game has more than one state")
+        transition = np.ones(reward.shape + (1,))
+    transition = np.asarray(transition, dtype=np.float64)
+    if transition.shape != reward.shape + (n_states,):
+        raise GameValidationError(
+            f"transition must have shape reward.shape + (S,) = {reward.shape + (n_states,)}, got {transition.shape}"
+        )
+    bad = ~np.isfinite(transition) | (transition < 0)
+    if bad.any():
+        raise GameValidationError(
+            f"transition has a negative or non-finite probability at index {_first_bad_index(bad)}"
+        )
+    sums = transition.sum(-1)
+    bad = np.abs(sums - 1.0) > _ATOL
+    if bad.any():
+        idx = _first_bad_index(bad)
+        raise GameValidationError(
+            f"transition[{', '.join(map(str, idx))}, :] sums to {sums[idx]:.6g}, not 1 "
+            f"(state {idx[0]}, joint action {idx[1:]})"
+        )
+    if initial is None:
+        initial = np.eye(n_states)[0]
+    initial = np.asarray(initial, dtype=np.float64)
+    if initial.shape != (n_states,):
+        raise GameValidationError(f"initial must have shape (S,) = ({n_states},), got {initial.shape}")
+    bad = ~np.isfinite(initial) | (initial < 0)
+    if bad.any():
+        raise GameValidationError(f"initial has a negative or non-finite probability at index {_first_bad_index(bad)}")
+    if abs(initial.sum() - 1.0) > _ATOL:
+        raise GameValidationError(f"initial sums to {initial.sum():.6g}, not 1")
+    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise GameValidationError(f"horizon must be a positive integer, got {horizon!r}")
+    if not (0.0 <= float(discount) <= 1.0):
+        raise GameValidationError(f"discount must be in [0, 1], got {discount!r}")
+    transition = transition / transition.sum(-1, keepdims=True)
+    initial = initial / initial.sum()
+    return reward.astype(np.float32), transition.astype(np.float32), initial.astype(np.float32)
+
+
+@struct.dataclass
+class TabularGame:
+    reward_flat: jax.Array  # [S, J]
+    transition_flat: jax.Array  # [S, J, S]
+    initial: jax.Array  # [S]
+    spec: EnvSpec = struct.field(pytree_node=False)
+    discount: float = struct.field(pytree_node=False)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, reward, transition=None, initial=None, horizon: int = 1, discount: float = 0.99,
+               name: str = "tabular", params: tuple = ()) -> "TabularGame":
+        reward, transition, initial = validate_arrays(reward, transition, initial, horizon, discount)
+        n_states, n_agents, n_actions = reward.shape[0], reward.ndim - 1, reward.shape[1]
+        n_joint = n_actions**n_agents
+        spec = EnvSpec(
+            name=name, n_agents=n_agents, obs_dim=n_states, state_dim=n_states, action_kind="discrete",
+            n_actions=n_actions, horizon=int(horizon), params=tuple(params),
+        )
+        return cls(
+            reward_flat=jnp.asarray(reward.reshape(n_states, n_joint)),
+            transition_flat=jnp.asarray(transition.reshape(n_states, n_joint, n_states)),
+            initial=jnp.asarray(initial),
+            spec=spec,
+            discount=float(discount),
+        )
+
+    @classmethod
+    def matrix(cls, payoff, horizon: int = 1, discount: float = 0.99, name: str = "matrix", params: tuple = ()):
+        """A repeated (iterated) matrix game: one state, `horizon` plays per episode."""
+        payoff = np.asarray(payoff, dtype=np.float64)
+        return cls.create(payoff[None], None, None, horizon, discount, name, params)
+
+    # --- the model ----------------------------------------------------------------------------
+    @property
+    def n_states(self) -> int:
+        return self.spec.state_dim
+
+    @property
+    def n_agents(self) -> int:
+        return self.spec.n_agents
+
+    @property
+    def n_actions(self) -> int:
+        return self.spec.n_actions
+
+    @property
+    def horizon(self) -> int:
+        return self.spec.horizon
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        return (self.n_actions,) * self.n_agents
+
+    @property
+    def reward(self) -> jax.Array:
+        return self.reward_flat.reshape((self.n_states,) + self.action_shape)
+
+    @property
+    def transition(self) -> jax.Array:
+        return self.transition_flat.reshape((self.n_states,) + self.action_shape + (self.n_states,))
+
+    @property
+    def r_max(self) -> float:
+        return float(jnp.max(jnp.abs(self.reward_flat)))
+
+    def joint_index(self, actions: jax.Array) -> jax.Array:
+        """Flatten per-agent actions [..., N] to joint-action indices (agent 1 most significant)."""
+        weights = self.n_actions ** jnp.arange(self.n_agents - 1, -1, -1)
+        return jnp.sum(actions.astype(jnp.int32) * weights, axis=-1)
+
+    def joint_actions(self) -> jax.Array:
+        """All joint actions as an int32 array [J, N], in flat order."""
+        grids = jnp.meshgrid(*[jnp.arange(self.n_actions)] * self.n_agents, indexing="ij")
+        return jnp.stack([g.reshape(-1) for g in grids], axis=-1).astype(jnp.int32)
+
+    # --- the env contract ---------------------------------------------------------------------
+    def _timestep(self, s, reward, terminated, truncated) -> TimeStep:
+        one_hot = jax.nn.one_hot(s, self.n_states, dtype=jnp.float32)
+        return TimeStep(
+            obs=jnp.broadcast_to(one_hot, (self.n_agents, self.n_states)),
+            global_state=one_hot,
+            avail_actions=jnp.ones((self.n_agents, self.n_actions), dtype=bool),
+            reward=jnp.full((self.n_agents,), reward, dtype=jnp.float32),
+            terminated=jnp.asarray(terminated, bool),
+            truncated=jnp.asarray(truncated, bool),
+            info={"state_index": jnp.asarray(s, jnp.int32)},
+        )
+
+    def reset(self, key) -> tuple[Any, TimeStep]:
+        s = jax.random.categorical(key, jnp.log(self.initial)).astype(jnp.int32)
+        return (s, jnp.int32(0)), self._timestep(s, 0.0, False, False)
+
+    def step(self, key, state, actions) -> tuple[Any, TimeStep]:
+        s, t = state
+        a = self.joint_index(actions)
+        reward = self.reward_flat[s, a]
+        s_next = jax.random.categorical(key, jnp.log(self.transition_flat[s, a])).astype(jnp.int32)
+        t_next = t + 1
+        return (s_next, t_next), self._timestep(s_next, reward, False, t_next >= self.horizon)
+
+
+def load_game(path: str, horizon: int | None = None, discount: float | None = None) -> TabularGame:
+    """Load a game from an .npz holding `reward`, `transition` and optionally `initial`, `horizon`, `discount`."""
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such game file: {path!r} (expected an .npz with arrays reward, transition[, initial])")
+    with np.load(path) as data:
+        keys = set(data.files)
+        if "reward" not in keys:
+            raise GameValidationError(f"{path}: the .npz must hold an array named 'reward' (it has {sorted(keys)})")
+        reward = data["reward"]
+        transition = data["transition"] if "transition" in keys else None
+        initial = data["initial"] if "initial" in keys else None
+        file_horizon = int(data["horizon"]) if "horizon" in keys else 1
+        file_discount = float(data["discount"]) if "discount" in keys else 0.99
+    return TabularGame.create(
+        reward, transition, initial,
+        horizon=file_horizon if horizon is None else horizon,
+        discount=file_discount if discount is None else discount,
+        name=f"tabular:{path}",
+        params=(("path", path), ("horizon", file_horizon if horizon is None else horizon)),
+    )

@@ -1,0 +1,248 @@
+"""The one runner: composes an algorithm's init/act/update into one compiled `lax.scan`, vmapped
+over seeds, and runs it in chunks; between chunks (on the host) it evaluates, logs and moves the
+progress bar — without recompiling (every chunk has the same static length).
+
+One *iteration* of the scan = `rollout_length` steps in each of `n_envs` auto-resetting envs, then one
+`update` on that [rollout_length, n_envs] batch. For a planner (`uses_env=False`) an iteration is one
+`update` on the model. Checkpointing will hook in at `on_chunk`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coopmarl import exact
+from coopmarl.algos.base import Algorithm, Transition
+from coopmarl.envs.core import AutoReset
+from coopmarl.envs.tabular import TabularGame
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of a run that are not the algorithm's (CLI keys at the top level)."""
+
+    total_steps: int = 20_000  # env steps per seed (per env copy summed), or iterations for planners
+    seed: int = 0  # seeds used: seed, seed + 1, ..., seed + n_seeds - 1
+    n_seeds: int = 1
+    log_points: int = 50  # number of chunks = evaluation/logging points
+    eval_episodes: int = 16  # rollout evaluation episodes (non-tabular envs; tabular games are exact)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced, on the host."""
+
+    algo: str
+    env: str
+    steps: np.ndarray  # [n_points] env steps (or iterations) at each logging point
+    metrics: dict[str, np.ndarray]  # name -> [n_points, n_seeds]
+    train_state: Any  # final train state, leading axis = seeds
+    seeds: list[int]
+    static: dict = field(default_factory=dict)  # algorithm facts (e.g. Theorem 3's condition)
+
+    def final(self) -> dict[str, np.ndarray]:
+        return {k: v[-1] for k, v in self.metrics.items()}
+
+
+def _iteration_size(algo: Algorithm, config) -> tuple[int, int]:
+    if not algo.uses_env:
+        return 1, 1
+    return int(getattr(config, "rollout_length", 1)), int(getattr(config, "n_envs", 1))
+
+
+def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple[int, int]:
+    """(n_chunks, iterations per chunk) covering at least `total_steps`."""
+    total_iters = max(1, math.ceil(total_steps / steps_per_iter))
+    n_chunks = max(1, min(log_points, total_iters))
+    return n_chunks, math.ceil(total_iters / n_chunks)
+
+
+def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
+    """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
+    rollout_length, n_envs = _iteration_size(algo, config)
+    wrapped = AutoReset(env)
+
+    def env_step(train_state, carry_env, key):
+        env_state, ts = carry_env
+        k_act, k_env = jax.random.split(key)
+        act_keys = jax.random.split(k_act, n_envs)
+        actions = jax.vmap(lambda o, a, k: algo.act(train_state, o, a, k, explore=True, config=config))(
+            ts.obs, ts.avail_actions, act_keys
+        )
+        env_state, next_ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), env_state, actions)
+        info = next_ts.info
+        done = next_ts.done[..., None]
+        transition = Transition(
+            obs=ts.obs, global_state=ts.global_state, avail_actions=ts.avail_actions, actions=actions,
+            reward=next_ts.reward, terminated=next_ts.terminated, truncated=next_ts.truncated,
+            next_obs=jnp.where(done[..., None], info["final_obs"], next_ts.obs),
+            next_global_state=jnp.where(done, info["final_state"], next_ts.global_state),
+            next_avail_actions=next_ts.avail_actions,
+        )
+        stats = (jnp.sum(info["episode_return"] * info["episode_done"]), jnp.sum(info["episode_done"]))
+        return (env_state, next_ts), transition, stats
+
+    def iteration(model, carry, _):
+        train_state, env_carry, key = carry
+        key, k_roll, k_upd = jax.random.split(key, 3)
+        if algo.uses_env:
+            def roll(c, k):
+                env_c, = c
+                env_c, tr, st = env_step(train_state, env_c, k)
+                return (env_c,), (tr, st)
+
+            (env_carry,), (batch, (ret_sum, ep_count)) = jax.lax.scan(
+                roll, (env_carry,), jax.random.split(k_roll, rollout_length)
+            )
+            train_state, metrics = algo.update(train_state, batch, k_upd, config=config)
+            ep = (ret_sum.sum(), ep_count.sum())
+        else:
+            train_state, metrics = algo.update(train_state, model, k_upd, config=config)
+            ep = (jnp.float32(0.0), jnp.int32(0))
+        return (train_state, env_carry, key), (metrics, ep)
+
+    def chunk(model, carry):
+        carry, (metrics, (ret_sum, ep_count)) = jax.lax.scan(
+            lambda c, x: iteration(model, c, x), carry, None, length=iters
+        )
+        out = {k: jnp.mean(v.astype(jnp.float32)) for k, v in metrics.items()}
+        if algo.uses_env:
+            n = ep_count.sum()
+            out["train_return"] = jnp.where(n > 0, ret_sum.sum() / jnp.maximum(n, 1), jnp.nan)
+        return carry, out
+
+    def init(model, key):
+        k_init, k_env, k_run = jax.random.split(key, 3)
+        train_state = algo.init(k_init, env.spec, config, model)
+        env_carry = jax.vmap(wrapped.reset)(jax.random.split(k_env, n_envs))
+        return train_state, env_carry, k_run
+
+    return init, chunk
+
+
+def _tabular_eval(algo: Algorithm, game: TabularGame):
+    mask = exact.optimal_joint_mask(game)
+    optimal = exact.solve(game).optimal_return
+
+    def evaluate(model, train_state):
+        policies = algo.policy(train_state)
+        value = exact.evaluate(model, policies).expected_return
+        return {
+            "eval_return": value,
+            "optimal_return": optimal,
+            "regret": optimal - value,
+            "p_optimal": exact.p_optimal(model, policies, mask),
+        }
+
+    return evaluate
+
+
+def _rollout_eval(algo: Algorithm, env, config, n_episodes: int):
+    """Return of the greedy (explore=False) policy over `n_episodes` episodes run in parallel."""
+    horizon = env.spec.horizon
+    if horizon <= 0:
+        raise ValueError(f"env {env.spec.name!r} has no horizon; rollout evaluation needs one")
+
+    def evaluate(model, train_state, key):
+        def one(k):
+            k_reset, k_run = jax.random.split(k)
+            state, ts = env.reset(k_reset)
+
+            def step(c, k):
+                state, ts, ret, alive = c
+                k_act, k_env = jax.random.split(k)
+                actions = algo.act(train_state, ts.obs, ts.avail_actions, k_act, explore=False, config=config)
+                state, ts = env.step(k_env, state, actions)
+                ret = ret + alive * ts.reward[0]
+                alive = alive * (1.0 - ts.done.astype(jnp.float32))
+                return (state, ts, ret, alive), None
+
+            (_, _, ret, _), _ = jax.lax.scan(step, (state, ts, 0.0, 1.0), jax.random.split(k_run, horizon))
+            return ret
+
+        return {"eval_return": jnp.mean(jax.vmap(one)(jax.random.split(key, n_episodes)))}
+
+    return evaluate
+
+
+def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
+          on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True) -> RunResult:
+    """Train `algo` on `env` for `run.n_seeds` seeds at once; returns curves and final states.
+
+    `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
+    that point (each an array over seeds).
+    """
+    rollout_length, n_envs = _iteration_size(algo, config)
+    steps_per_iter = rollout_length * n_envs
+    n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
+    seeds = list(range(run.seed, run.seed + run.n_seeds))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    model = env if isinstance(env, TabularGame) else None
+
+    init_fn, chunk_fn = build_chunk(algo, env, config, iters)
+    init_v = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))
+    chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))
+    if model is not None and algo.policy is not None:
+        eval_fn = _tabular_eval(algo, env)
+        eval_v = jax.jit(jax.vmap(lambda m, ts, k: eval_fn(m, ts), in_axes=(None, 0, 0)))
+    else:
+        eval_fn = _rollout_eval(algo, env, config, run.eval_episodes)
+        eval_v = jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
+
+    carry = init_v(model, keys)
+    eval_keys = jnp.stack([jax.random.fold_in(k, 7919) for k in keys])
+    history: dict[str, list] = {}
+    steps_log = []
+
+    def record(step, metrics):
+        steps_log.append(step)
+        for k, v in metrics.items():
+            history.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
+
+    bar = _progress(progress, n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}")
+    with bar as prog:
+        task = prog.add_task("train", total=n_chunks * iters * steps_per_iter) if prog else None
+        for c in range(n_chunks):
+            carry, metrics = chunk_v(model, carry)
+            eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, c))(eval_keys)
+            metrics = dict(metrics)
+            metrics.update(eval_v(model, carry[0], eval_keys))
+            metrics = jax.device_get(metrics)
+            step = (c + 1) * iters * steps_per_iter
+            record(step, metrics)
+            if on_chunk is not None:
+                on_chunk(c, step, metrics)
+            if prog:
+                ret = np.nanmean(metrics["eval_return"]) if "eval_return" in metrics else float("nan")
+                prog.update(task, advance=iters * steps_per_iter, description=f"eval_return {ret:8.3f}")
+
+    static = algo.summary(config, env) if algo.summary is not None else {}
+    return RunResult(
+        algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log),
+        metrics={k: np.stack(v) for k, v in history.items()}, train_state=carry[0], seeds=seeds, static=static,
+    )
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool, total: int, title: str):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{title}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), transient=False,
+    )
