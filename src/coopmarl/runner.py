@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl import exact
-from coopmarl.algos.base import Algorithm, Transition
+from coopmarl.algos.base import Algorithm, Transition, greedy_probs
 from coopmarl.envs.core import AutoReset
 from coopmarl.envs.tabular import TabularGame
 
@@ -126,18 +126,24 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     return init, chunk
 
 
-def _tabular_eval(algo: Algorithm, game: TabularGame):
+def _tabular_eval(algo: Algorithm, game: TabularGame, config):
+    """Exact evaluation of the learned product policy and of its greedy (argmax) version."""
     mask = exact.optimal_joint_mask(game)
     optimal = exact.solve(game).optimal_return
 
     def evaluate(model, train_state):
-        policies = algo.policy(train_state)
+        policies = algo.policy(train_state, config)
+        greedy = greedy_probs(policies)
         value = exact.evaluate(model, policies).expected_return
+        greedy_value = exact.evaluate(model, greedy).expected_return
         return {
             "eval_return": value,
             "optimal_return": optimal,
             "regret": optimal - value,
             "p_optimal": exact.p_optimal(model, policies, mask),
+            "greedy_return": greedy_value,
+            "greedy_regret": optimal - greedy_value,
+            "greedy_optimal": exact.p_optimal(model, greedy, mask),
         }
 
     return evaluate
@@ -189,7 +195,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     init_v = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))
     chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))
     if model is not None and algo.policy is not None:
-        eval_fn = _tabular_eval(algo, env)
+        eval_fn = _tabular_eval(algo, env, config)
         eval_v = jax.jit(jax.vmap(lambda m, ts, k: eval_fn(m, ts), in_axes=(None, 0, 0)))
     else:
         eval_fn = _rollout_eval(algo, env, config, run.eval_episodes)

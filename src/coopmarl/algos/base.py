@@ -10,8 +10,8 @@ An algorithm is a typed, frozen config (defaults = the paper's values, cited) an
 batch with leading axes [rollout_length, n_envs] collected by the runner — or, for a *planner*
 (`uses_env=False`: an exact iteration such as MAOSVI or DPO's eq. 18), the game model itself.
 `model` is the `TabularGame` when the env is one (None otherwise); algorithms that need it say so
-with `requires=("tabular",)`. Tabular algorithms also give `policy(train_state) -> [N, S, A]`, the
-product policy the runner evaluates exactly.
+with `requires=("tabular",)`. Tabular algorithms also give `policy(train_state, config) -> [N, S, A]`,
+the product policy the runner evaluates exactly (and its greedy version).
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ class Algorithm:
     init: Callable[..., Any]
     act: Callable[..., jax.Array]
     update: Callable[..., tuple[Any, dict]]
-    policy: Callable[[Any], jax.Array] | None = None  # tabular: the product policy [N, S, A]
+    policy: Callable[[Any, Any], jax.Array] | None = None  # tabular: (state, config) -> policy [N, S, A]
     requires: tuple[str, ...] = ("discrete",)  # subset of {"discrete", "continuous", "tabular"}
     uses_env: bool = True  # False: a planner iterating on the model
     paper: str = ""
     summary: Callable[[Any, Any], dict] | None = None  # (config, env) -> static facts for summary.json
+    default_total_steps: int | None = None  # the run length used when the user gives none
 
     def default_config(self):
         return self.config_cls()

@@ -1,0 +1,32 @@
+# Two commands from a fresh clone:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: set up, then reproduce ROMMEO's iterated climbing game (100 seeds, ~1-2 min on a 2-core CPU)
+demo: $(STAMP)
+	$(VENV)/bin/coopmarl reproduce rommeo-climbing --out runs/demo-rommeo-climbing
+
+## test: set up, then run the test suite (slow reproduction tests excluded; `make test-slow` runs them)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/tabular_seeds.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

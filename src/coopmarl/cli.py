@@ -1,0 +1,158 @@
+"""`coopmarl` command line: list, train, reproduce, plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+USAGE_EXAMPLES = """examples:
+  coopmarl list
+  coopmarl train maosql ro-matrix --seeds 8
+  coopmarl train rommeo-q climbing total_steps=3000 entropy_alpha=1 --seeds 100
+  coopmarl train iql penalty env.k=-50
+  coopmarl train rommeo-q tabular:path/to/game.npz
+  coopmarl reproduce rommeo-climbing
+  coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
+"""
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]):
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for h in header:
+        table.add_column(h, overflow="fold")
+    for r in rows:
+        table.add_row(*[escape(str(x)) for x in r])
+    Console(width=160).print(table)
+
+
+def cmd_list(args):
+    from coopmarl.algos.base import list_algos
+    from coopmarl.envs import list_envs
+    from coopmarl.experiments import list_experiments
+
+    what = args.what
+    if what in ("all", "envs"):
+        rows = []
+        for e in list_envs():
+            name = e.name + (":PATH" if e.prefix else "")
+            params = ", ".join(f"{p.name}={p.default}" for p in e.params)
+            rows.append([name, params, e.description])
+        _print_table("environments", ["name", "parameters (env.<name>=…)", "description"], rows)
+    if what in ("all", "algos"):
+        import dataclasses
+
+        rows = []
+        for a in list_algos():
+            keys = ", ".join(f.name for f in dataclasses.fields(a.config_cls))
+            rows.append([a.name, "/".join(a.requires), a.description, keys])
+        _print_table("algorithms", ["name", "needs", "description", "config keys"], rows)
+    if what in ("all", "experiments"):
+        rows = [[x.name, x.description, ", ".join(f"{k}={v[0]}" for k, v in x.options.items())]
+                for x in list_experiments()]
+        _print_table("experiments (coopmarl reproduce NAME)", ["name", "description", "options"], rows)
+    return 0
+
+
+def cmd_train(args):
+    from coopmarl.config import resolve
+    from coopmarl.outputs import default_run_dir, summarise, write_run
+    from coopmarl.runner import train
+
+    resolved = resolve(args.algo, args.env, args.overrides, n_seeds=args.seeds, seed=args.seed)
+    run_dir = Path(args.out) if args.out else default_run_dir(resolved.algo.name, resolved.env_name)
+    start = time.time()
+    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, progress=not args.quiet)
+    write_run(run_dir, resolved.as_dict(), result, time.time() - start)
+    summary = summarise(result)
+    rows = [[k, f"{v['mean']:.4g}" if v["mean"] is not None else "nan",
+             f"{v['std']:.3g}" if v["std"] is not None else "nan"] for k, v in summary["metrics"].items()]
+    rows += [[k, str(v), ""] for k, v in summary["static"].items()]
+    _print_table(f"{resolved.algo.name} on {resolved.env_name}: final metrics over {len(result.seeds)} seed(s)",
+                 ["metric", "mean", "std"], rows)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_reproduce(args):
+    from coopmarl.config import parse_overrides
+    from coopmarl.experiments import get_experiment, resolve_options, run_experiment
+
+    options = parse_overrides(args.options)
+    if args.seeds is not None:
+        options["seeds"] = str(args.seeds)
+    exp = get_experiment(args.experiment)
+    resolve_options(exp, options)  # validate before anything runs or is written
+    report, out_dir = run_experiment(args.experiment, Path(args.out) if args.out else None, options)
+    print(report.markdown())
+    print(f"results: {out_dir}")
+    return 0
+
+
+def cmd_plot(args):
+    from coopmarl.outputs import load_run
+    from coopmarl.plots import plot_curves
+
+    runs = [load_run(r) for r in args.runs]
+    out = Path(args.out) if args.out else (Path(args.runs[0]) / "comparison.png" if len(args.runs) > 1
+                                           else Path(args.runs[0]) / "curves.png")
+    labels = [f"{r.algo} ({Path(p).name})" for r, p in zip(runs, args.runs)] if len(runs) > 1 else None
+    plot_curves(runs, out, metrics=args.metric or None, labels=labels)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coopmarl", description="Cooperative multi-agent RL in JAX.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pl = sub.add_parser("list", help="list environments, algorithms and experiments")
+    pl.add_argument("what", nargs="?", default="all", choices=["all", "envs", "algos", "experiments"])
+    pl.set_defaults(fn=cmd_list)
+
+    pt = sub.add_parser("train", help="train ALGO on ENV (overrides: key=value, env.key=value)")
+    pt.add_argument("algo")
+    pt.add_argument("env")
+    pt.add_argument("overrides", nargs="*", help="key=value (algorithm or run keys) and env.key=value")
+    pt.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped in one program")
+    pt.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
+    pt.add_argument("--out", default=None, help="run directory (default runs/ALGO_ENV_TIME)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar")
+    pt.set_defaults(fn=cmd_train)
+
+    pr = sub.add_parser("reproduce", help="run a paper preset (see `coopmarl list experiments`)")
+    pr.add_argument("experiment")
+    pr.add_argument("options", nargs="*", help="preset options key=value (e.g. seeds=10 scale=paper)")
+    pr.add_argument("--seeds", type=int, default=None)
+    pr.add_argument("--out", default=None)
+    pr.set_defaults(fn=cmd_reproduce)
+
+    pp = sub.add_parser("plot", help="plot the curves of one or more run directories")
+    pp.add_argument("runs", nargs="+")
+    pp.add_argument("--metric", action="append", help="metric to plot (repeatable; default: the main ones)")
+    pp.add_argument("--out", default=None, help="PNG path (default RUN/curves.png or RUN/comparison.png)")
+    pp.set_defaults(fn=cmd_plot)
+    return p
+
+
+def main(argv=None) -> int:
+    from coopmarl.config import ConfigError
+    from coopmarl.envs.registry import ParamError, UnknownNameError
+    from coopmarl.envs.tabular import GameValidationError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, UnknownNameError, ParamError, GameValidationError, FileNotFoundError) as e:
+        print(f"coopmarl: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
