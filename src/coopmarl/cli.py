@@ -146,7 +146,14 @@ def main(argv=None) -> int:
     from coopmarl.envs.registry import ParamError, UnknownNameError
     from coopmarl.envs.tabular import GameValidationError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after --options; argparse leaves those for us.
+    target = "overrides" if hasattr(args, "overrides") else "options" if hasattr(args, "options") else None
+    for token in extra:
+        if target is None or token.startswith("-"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, target).append(token)
     try:
         return args.fn(args)
     except (ConfigError, UnknownNameError, ParamError, GameValidationError, FileNotFoundError) as e:
