@@ -79,8 +79,13 @@ def coerce(value: Any, typ: Any, what: str) -> Any:
     if origin is not None and type(None) in args:  # Optional[X] / X | None
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
-        inner = [a for a in args if a is not type(None)]
-        return coerce(value, inner[0], what)
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, inner, what)
+            except ParamError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ParamError(f"{what} must be of type {names}, got {value!r}")
     try:
         if typ is bool:
             if isinstance(value, bool):
