@@ -112,6 +112,33 @@ def _masked_greedy(values, avail):
     return greedy_probs(jnp.where(avail, values, -jnp.inf))
 
 
+def boltzmann_temperature(config, step) -> jax.Array:
+    """Kapetanakis & Kudenko 2002: T(t) = exp(-s · t) · max_temp + 1."""
+    return jnp.exp(-config.temp_decay * jnp.asarray(step, jnp.float32)) * config.max_temp + 1.0
+
+
+def _boltzmann_sample(key, values, avail, temperature):
+    """One action per agent from softmax(values / T) over the available actions; values [N, A]."""
+    logits = jnp.where(avail, values / temperature, -jnp.inf)
+    keys = jax.random.split(key, values.shape[0])
+    return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
+
+
+def _check_common(config):
+    if not 0.0 <= config.gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {config.gamma}")
+    if getattr(config, "lr_decay_steps", 1.0) <= 0:
+        raise ValueError(f"lr_decay_steps must be positive, got {config.lr_decay_steps}")
+    if not 0.0 <= getattr(config, "epsilon", 0.0) <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {config.epsilon}")
+    if getattr(config, "max_temp", 0.0) < 0 or getattr(config, "temp_decay", 0.0) < 0:
+        raise ValueError("max_temp and temp_decay must be non-negative")
+    if config.q_init < 0:
+        raise ValueError(f"q_init must be non-negative, got {config.q_init}")
+    if config.rollout_length != 1 or config.n_envs != 1:
+        raise ValueError("tabular baselines learn from one transition per update: rollout_length = n_envs = 1")
+
+
 def _joint_action_table(n_agents: int, n_actions: int) -> np.ndarray:
     """All joint actions [J, N] in the flat order of `TabularGame` (agent 0 most significant)."""
     grids = np.meshgrid(*[np.arange(n_actions)] * n_agents, indexing="ij")
@@ -127,17 +154,33 @@ def _joint_index(actions: jax.Array, n_actions: int) -> jax.Array:
 # ---- JAL -------------------------------------------------------------------------------------------
 
 
+_JAL_EXPLORATION = ("epsilon", "boltzmann")
+
+
 @dataclass(frozen=True)
 class JALConfig:
-    """Joint-action learner (Claus & Boutilier 1998). Action selection: epsilon-greedy on the expected
-    value, as the ROMMEO authors' `JALAgent` (C&B themselves used Boltzmann exploration)."""
+    """Joint-action learner (Claus & Boutilier 1998).
+
+    exploration="epsilon" (default): epsilon-greedy on EV with ε_t = ε · d / (d + t), as the ROMMEO
+    authors' `JALAgent` — the JAL that ROMMEO Fig. 1 compares against. exploration="boltzmann":
+    Boltzmann on EV (the exploration Claus & Boutilier use) with Kapetanakis & Kudenko's schedule
+    T(t) = exp(-temp_decay · t) · max_temp + 1. Beliefs are C&B's empirical frequencies over the
+    whole history (the authors' code uses the last 50 transitions instead)."""
 
     gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
     lr_decay_steps: float = 10_000.0  # α_t = d / (d + t) (ROMMEO authors' `step_decay`)
+    exploration: str = "epsilon"  # "epsilon" | "boltzmann"
     epsilon: float = 0.1  # ε_t = ε · d / (d + t) (ROMMEO authors' `JALAgent`: episilon_init · step_decay)
+    max_temp: float = 499.0  # boltzmann only: Kapetanakis & Kudenko 2002
+    temp_decay: float = 0.006  # boltzmann only: s in Kapetanakis & Kudenko 2002
     q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' code)
     rollout_length: int = 1
     n_envs: int = 1
+
+    def __post_init__(self):
+        if self.exploration not in _JAL_EXPLORATION:
+            raise ValueError(f"exploration must be one of {', '.join(_JAL_EXPLORATION)}; got {self.exploration!r}")
+        _check_common(self)
 
 
 class JALState(NamedTuple):
@@ -194,7 +237,10 @@ def _jal_ev_at(state: JALState, s: jax.Array) -> jax.Array:
 
 def jal_act(state: JALState, obs, avail, key, *, explore: bool, config: JALConfig):
     s = state_index(obs)  # [N]
-    probs = _masked_greedy(_jal_ev_at(state, s), avail)
+    ev = _jal_ev_at(state, s)
+    if explore and config.exploration == "boltzmann":
+        return _boltzmann_sample(key, ev, avail, boltzmann_temperature(config, state.step))
+    probs = _masked_greedy(ev, avail)
     if explore:
         probs = epsilon_mix(probs, _jal_epsilon(config, state.step))
     return sample_actions(key, probs)
@@ -214,11 +260,15 @@ def jal_update(state: JALState, data, key, *, config: JALConfig):
     td = tr.reward + config.gamma * bootstrap - q_sa
     lr = hyperbolic_decay(config.lr_decay_steps, state.step)
     q = state.q.at[agents, s, j].add(lr * td)
-    metrics = {"td_error": jnp.mean(jnp.abs(td)), "epsilon": _jal_epsilon(config, state.step), "lr": lr}
+    metrics = {"td_error": jnp.mean(jnp.abs(td)), "lr": lr}
+    if config.exploration == "boltzmann":
+        metrics["temperature"] = boltzmann_temperature(config, state.step)
+    else:
+        metrics["epsilon"] = _jal_epsilon(config, state.step)
     return JALState(q, counts, state.step + 1), metrics
 
 
-def jal_policy(state: JALState):
+def jal_policy(state: JALState, config: JALConfig):
     return greedy_probs(jal_expected_values(state))
 
 
@@ -235,8 +285,10 @@ JAL = register_algo(Algorithm(
 
 @dataclass(frozen=True)
 class FMQConfig:
-    """Frequency maximum Q (Kapetanakis & Kudenko 2002), Boltzmann exploration with
-    T(t) = exp(-temp_decay · t) · max_temp + 1."""
+    """Frequency maximum Q (Kapetanakis & Kudenko 2002): each agent acts Boltzmann on
+    EV(s, a) = Q(s, a) + c · freq(maxR(s, a)) · maxR(s, a) with T(t) = exp(-temp_decay · t) · max_temp + 1,
+    and is evaluated greedy on EV. Q is learnt by Q-learning with γ (the original is stateless, γ-free);
+    in multi-state games maxR is the largest *immediate* reward seen after (s, a), not a return."""
 
     c: float = 10.0  # heuristic weight; "FMQc10" in ROMMEO Fig. 1, c = 10 in Kapetanakis & Kudenko 2002
     lr: float = 0.9  # Kapetanakis & Kudenko 2002 (λ = 0.9; also the ROMMEO authors' FMQAgent at episode end)
@@ -247,39 +299,37 @@ class FMQConfig:
     rollout_length: int = 1
     n_envs: int = 1
 
+    def __post_init__(self):
+        if not 0.0 < self.lr <= 1.0:
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        _check_common(self)
+
 
 class FMQState(NamedTuple):
     q: jax.Array  # [N, S, A]
     max_r: jax.Array  # [N, S, A] the largest immediate reward seen after (s, a^n)
     count: jax.Array  # [N, S, A] times a^n was played in s
     count_max: jax.Array  # [N, S, A] times max_r was received after (s, a^n)
-    c: jax.Array  # [] the heuristic weight (kept here so that `policy(state)` can evaluate EV)
     step: jax.Array
 
 
 def fmq_init(key, spec, config: FMQConfig, model=None) -> FMQState:
     shape = (spec.n_agents, spec.obs_dim, spec.n_actions)
     z = jnp.zeros(shape)
-    return FMQState(_init_table(key, shape, config.q_init), z, z, z, jnp.float32(config.c), jnp.int32(0))
+    return FMQState(_init_table(key, shape, config.q_init), z, z, z, jnp.int32(0))
 
 
-def fmq_values(state: FMQState) -> jax.Array:
+def fmq_values(state: FMQState, config: FMQConfig) -> jax.Array:
     """EV(s, a) = Q(s, a) + c · (count_max / count) · maxR(s, a); the heuristic is 0 before a^n is tried."""
     freq = jnp.where(state.count > 0, state.count_max / jnp.maximum(state.count, 1.0), 0.0)
-    return state.q + state.c * freq * state.max_r
-
-
-def fmq_temperature(config: FMQConfig, step) -> jax.Array:
-    return jnp.exp(-config.temp_decay * jnp.asarray(step, jnp.float32)) * config.max_temp + 1.0
+    return state.q + config.c * freq * state.max_r
 
 
 def fmq_act(state: FMQState, obs, avail, key, *, explore: bool, config: FMQConfig):
     s = state_index(obs)
-    ev = _rows(fmq_values(state), s)  # [N, A]
+    ev = _rows(fmq_values(state, config), s)  # [N, A]
     if explore:
-        logits = jnp.where(avail, ev / fmq_temperature(config, state.step), -jnp.inf)
-        keys = jax.random.split(key, ev.shape[0])
-        return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
+        return _boltzmann_sample(key, ev, avail, boltzmann_temperature(config, state.step))
     return sample_actions(key, _masked_greedy(ev, avail))
 
 
@@ -304,15 +354,14 @@ def fmq_update(state: FMQState, data, key, *, config: FMQConfig):
         max_r=state.max_r.at[idx].set(max_r),
         count=state.count.at[idx].add(1.0),
         count_max=state.count_max.at[idx].set(count_max),
-        c=state.c,
         step=state.step + 1,
     )
-    return new, {"td_error": jnp.mean(jnp.abs(td)), "temperature": fmq_temperature(config, state.step)}
+    return new, {"td_error": jnp.mean(jnp.abs(td)), "temperature": boltzmann_temperature(config, state.step)}
 
 
-def fmq_policy(state: FMQState):
+def fmq_policy(state: FMQState, config: FMQConfig):
     """Greedy on the FMQ heuristic value EV."""
-    return greedy_probs(fmq_values(state))
+    return greedy_probs(fmq_values(state, config))
 
 
 FMQ = register_algo(Algorithm(
@@ -328,17 +377,27 @@ FMQ = register_algo(Algorithm(
 
 @dataclass(frozen=True)
 class WoLFPHCConfig:
-    """WoLF policy hill climbing (Bowling & Veloso 2002, Table 1). The learning rates δ_w < δ_l and α
-    decay with the same schedule d / (d + t); exploration is epsilon on top of π."""
+    """WoLF policy hill climbing (Bowling & Veloso 2002, Table 1). The policy steps δ_w < δ_l decay with
+    the learning rate's schedule d / (d + t); exploration is a constant epsilon on top of π.
+
+    δ_w = 0.01, δ_l = 0.04 (δ_l = 4 δ_w), both multiplied by α_t, are `WoLFAgent(delta1=0.01,
+    delta2=0.04)` of A. Bai's tabular multi-agent code, the code base the ROMMEO authors' tabular
+    learners (`maci`, whose code has no WoLF agent of its own) are built on. Bowling & Veloso only
+    require δ_l > δ_w (their experiments decay both as 1 / (c + t))."""
 
     gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    lr_decay_steps: float = 10_000.0  # α_t = d / (d + t) (ROMMEO authors' `step_decay`)
-    delta_win: float = 0.01  # δ_w · d / (d + t): `WoLFAgent(delta1=0.01, delta2=0.04)`, scaled by α_t,
-    delta_lose: float = 0.04  # in the tabular agent code the ROMMEO authors' `maci` learners derive from
+    lr_decay_steps: float = 10_000.0  # α_t = d / (d + t) (ROMMEO authors' `step_decay`; A. Bai's `alpha`)
+    delta_win: float = 0.01  # δ_w,t = δ_w · α_t (A. Bai's WoLFAgent)
+    delta_lose: float = 0.04  # δ_l,t = δ_l · α_t (A. Bai's WoLFAgent)
     epsilon: float = 0.1  # constant, ROMMEO authors' BaseQAgent default
     q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' code); π starts uniform (B&V)
     rollout_length: int = 1
     n_envs: int = 1
+
+    def __post_init__(self):
+        if not 0.0 < self.delta_win < self.delta_lose:
+            raise ValueError(f"WoLF needs 0 < delta_win < delta_lose, got {self.delta_win}, {self.delta_lose}")
+        _check_common(self)
 
 
 class WoLFPHCState(NamedTuple):
@@ -363,8 +422,10 @@ def wolf_policy_step(q: jax.Array, pi: jax.Array, pi_avg: jax.Array, visits: jax
     to argmax Q. Returns (π, π̄, C, winning)."""
     n_actions = q.shape[-1]
     visits = visits + 1.0
-    pi_avg = pi_avg + (pi - pi_avg) / visits[..., None]
-    winning = jnp.sum(pi * q, -1) > jnp.sum(pi_avg * q, -1)
+    gap = pi - pi_avg
+    pi_avg = pi_avg + gap / visits[..., None]
+    # Σ π Q - Σ π̄ Q = Σ (π - π̄_old)(1 - 1/C) Q: exactly 0 on a first visit (π̄ = π), which is not winning
+    winning = jnp.sum(gap * (1.0 - 1.0 / visits[..., None]) * q, -1) > 0.0
     delta = jnp.where(winning, delta_win, delta_lose)
     greedy = jax.nn.one_hot(jnp.argmax(q, -1), n_actions, dtype=pi.dtype)
     taken = jnp.where(greedy > 0, 0.0, jnp.minimum(pi, delta[..., None] / max(n_actions - 1, 1)))
@@ -405,7 +466,7 @@ def wolf_update(state: WoLFPHCState, data, key, *, config: WoLFPHCConfig):
     return new, metrics
 
 
-def wolf_policy(state: WoLFPHCState):
+def wolf_policy(state: WoLFPHCState, config: WoLFPHCConfig):
     return state.pi
 
 
