@@ -146,6 +146,8 @@ def _lookup(name: str) -> tuple[EnvEntry, str | None]:
         head, arg = name.split(":", 1)
         if head in _ENVS and _ENVS[head].prefix:
             return _ENVS[head], arg
+    if name in _ENVS and _ENVS[name].prefix:
+        raise ParamError(f"environment family {name!r} needs an argument: {name}:ARG")
     choices = ", ".join(sorted(n + (":…" if e.prefix else "") for n, e in _ENVS.items()))
     raise UnknownNameError(f"unknown environment {name!r}.{did_you_mean(name, _ENVS)} Valid environments: {choices}")
 

@@ -82,7 +82,7 @@ def validate_arrays(reward, transition, initial, horizon, discount):
         raise GameValidationError(f"initial has a negative or non-finite probability at index {_first_bad_index(bad)}")
     if abs(initial.sum() - 1.0) > _ATOL:
         raise GameValidationError(f"initial sums to {initial.sum():.6g}, not 1")
-    if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise GameValidationError(f"horizon must be a positive integer, got {horizon!r}")
     if not (0.0 <= float(discount) <= 1.0):
         raise GameValidationError(f"discount must be in [0, 1], got {discount!r}")

@@ -1,0 +1,41 @@
+"""Shared fixtures: a small user-defined game written to an .npz (for `make("tabular:PATH")`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# A 2-state, 2-agent, 2-action game with a stochastic start and stochastic transitions.
+# Joint actions are indexed [agent 1's action, agent 2's action].
+TINY_REWARD = np.array(
+    [
+        [[1.0, 0.0], [0.0, 2.0]],  # state 0
+        [[0.5, -1.0], [3.0, 0.0]],  # state 1
+    ],
+    dtype=np.float32,
+)
+TINY_TRANSITION = np.array(
+    [
+        [[[0.9, 0.1], [0.5, 0.5]], [[0.2, 0.8], [0.0, 1.0]]],
+        [[[1.0, 0.0], [0.3, 0.7]], [[0.6, 0.4], [0.25, 0.75]]],
+    ],
+    dtype=np.float32,
+)
+TINY_INITIAL = np.array([0.5, 0.5], dtype=np.float32)
+TINY_HORIZON = 4
+TINY_DISCOUNT = 0.9
+
+
+def write_tiny_npz(path, **overrides):
+    arrays = dict(reward=TINY_REWARD, transition=TINY_TRANSITION, initial=TINY_INITIAL,
+                  horizon=np.int64(TINY_HORIZON), discount=np.float64(TINY_DISCOUNT))
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory) -> str:
+    """Path of an .npz holding the tiny game above (reward, transition, initial, horizon, discount)."""
+    return write_tiny_npz(tmp_path_factory.mktemp("games") / "tiny.npz")
