@@ -87,13 +87,13 @@ def solve(game: TabularGame, horizon: int | None | str = "game", discount: float
 @partial(jax.jit, static_argnames=("horizon", "discount"))
 def _evaluate(game, policies, horizon, discount):
     pi = joint_policy(policies)  # [S, J]
-    if horizon is not None:
-        def stage(v_next, _):
-            q = backup(game, v_next, discount)
-            return jnp.sum(pi * q, -1), q
+    if horizon is not None:  # backward induction; only the current stage's Q is kept
+        def stage(carry, _):
+            q = backup(game, carry[0], discount)
+            return (jnp.sum(pi * q, -1), q), None
 
-        _, q_rev = jax.lax.scan(stage, jnp.zeros(game.n_states), None, length=horizon)
-        q = q_rev[-1]
+        init = (jnp.zeros(game.n_states), jnp.zeros_like(game.reward_flat))
+        (_, q), _ = jax.lax.scan(stage, init, None, length=horizon)
     else:  # solve (I - discount P_pi) v = r_pi
         p_pi = jnp.einsum("sj,sjt->st", pi, game.transition_flat)
         r_pi = jnp.sum(pi * game.reward_flat, -1)
