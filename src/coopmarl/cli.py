@@ -61,14 +61,17 @@ def cmd_list(args):
 
 def cmd_train(args):
     from coopmarl.config import resolve
-    from coopmarl.outputs import default_run_dir, summarise, write_run
+    from coopmarl.outputs import RunWriter, default_run_dir, summarise
     from coopmarl.runner import train
 
     resolved = resolve(args.algo, args.env, args.overrides, n_seeds=args.seeds, seed=args.seed)
     run_dir = Path(args.out) if args.out else default_run_dir(resolved.algo.name, resolved.env_name)
+    seeds = list(range(resolved.run.seed, resolved.run.seed + resolved.run.n_seeds))
+    writer = RunWriter(run_dir, resolved.as_dict(), seeds)
     start = time.time()
-    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, progress=not args.quiet)
-    write_run(run_dir, resolved.as_dict(), result, time.time() - start)
+    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, on_chunk=writer.on_chunk,
+                   progress=not args.quiet)
+    writer.finish(result, time.time() - start)
     summary = summarise(result)
     rows = [[k, f"{v['mean']:.4g}" if v["mean"] is not None else "nan",
              f"{v['std']:.3g}" if v["std"] is not None else "nan"] for k, v in summary["metrics"].items()]

@@ -72,38 +72,58 @@ def summarise(result: RunResult, wall_time: float | None = None) -> dict:
     }
 
 
+class RunWriter:
+    """Writes a run directory as training goes: config.yaml at the start, metrics.csv and TensorBoard
+    scalars after every chunk (so an interrupted run keeps valid, partial curves), then summary.json
+    and curves.png at the end. Use `on_chunk` as the runner's callback."""
+
+    def __init__(self, run_dir: Path, config: dict, seeds: list[int]):
+        from tensorboardX import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.seeds = list(seeds)
+        self.rows: list[tuple] = []
+        atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self.tb = SummaryWriter(logdir=str(self.run_dir / "tb"))
+
+    def on_chunk(self, chunk: int, step: int, metrics: dict):
+        for name in sorted(metrics):
+            values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
+            self.rows += [(seed, int(step), name, float(v)) for seed, v in zip(self.seeds, values)]
+            if np.isfinite(values).any():
+                self.tb.add_scalar(name, float(np.nanmean(values)), int(step))
+        self.tb.flush()
+        self._write_metrics()
+
+    def _write_metrics(self):
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["seed", "env_steps", "name", "value"])
+        writer.writerows(sorted(self.rows, key=lambda r: (r[1], r[2], r[0])))
+        atomic_write(self.run_dir / "metrics.csv", buf.getvalue())
+
+    def finish(self, result: RunResult, wall_time: float | None = None, plot: bool = True) -> Path:
+        self.rows = list(metrics_rows(result))
+        self._write_metrics()
+        atomic_write(self.run_dir / "summary.json", json.dumps(summarise(result, wall_time), indent=2))
+        self.tb.close()
+        if plot:
+            from coopmarl.plots import plot_curves
+
+            plot_curves([result], self.run_dir / "curves.png")
+        return self.run_dir
+
+
 def write_run(run_dir: Path, config: dict, result: RunResult, wall_time: float | None = None,
               plot: bool = True) -> Path:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["seed", "env_steps", "name", "value"])
-    writer.writerows(metrics_rows(result))
-    atomic_write(run_dir / "metrics.csv", buf.getvalue())
-    atomic_write(run_dir / "summary.json", json.dumps(summarise(result, wall_time), indent=2))
-    _tensorboard(run_dir, result)
-    if plot:
-        from coopmarl.plots import plot_curves
-
-        plot_curves([result], run_dir / "curves.png")
-    return run_dir
-
-
-def _tensorboard(run_dir: Path, result: RunResult):
-    """Seed-mean curves as TensorBoard scalars (tensorboardX writes its own event file)."""
-    from tensorboardX import SummaryWriter
-
-    tb_dir = run_dir / "tb"
-    writer = SummaryWriter(logdir=str(tb_dir))
-    try:
+    """Write a finished run's directory in one go."""
+    writer = RunWriter(run_dir, config, result.seeds)
+    for i, step in enumerate(result.steps):
         for name, values in result.metrics.items():
-            for i, step in enumerate(result.steps):
-                mean = np.nanmean(values[i]) if np.isfinite(values[i]).any() else float("nan")
-                writer.add_scalar(name, float(mean), int(step))
-    finally:
-        writer.close()
+            if np.isfinite(values[i]).any():
+                writer.tb.add_scalar(name, float(np.nanmean(values[i])), int(step))
+    return writer.finish(result, wall_time, plot)
 
 
 def load_run(run_dir: str | Path) -> RunResult:
