@@ -68,8 +68,15 @@ def test_penalty_optimum(k):
     assert int(sol.greedy_joint[0]) in (0, 8)
 
 
+def test_default_objective_is_the_undiscounted_episode_return():
+    assert float(exact.solve(coopmarl.make("ro-matrix")).optimal_return) == pytest.approx(30.0)  # 10 x 3
+    assert float(exact.solve(coopmarl.make("tensor")).optimal_return) == pytest.approx(10.0)  # 10 x 1.0
+    assert float(exact.solve(coopmarl.make("climbing")).optimal_return) == pytest.approx(11.0)
+    assert float(exact.solve(coopmarl.make("three-state")).optimal_return) == pytest.approx(7.0)  # 5 x 1 + 5 x .4
+
+
 def test_ro_matrix_optimum():
-    game = coopmarl.make("ro-matrix")
+    game = coopmarl.make("ro-matrix", discount=0.99)
     # MAOSQL Table 2
     np.testing.assert_array_equal(game.reward[0], [[2, 2, 0], [2, 2, 0], [0, 0, 3]])
     assert game.horizon == 10 and game.discount == pytest.approx(0.99)
@@ -88,7 +95,7 @@ def test_ro_matrix_uniform_policy_gradient_claim():
 
 
 def test_tensor_game_optimum():
-    game = coopmarl.make("tensor")
+    game = coopmarl.make("tensor", discount=0.99)
     assert game.spec.n_agents == 3 and game.spec.n_actions == 3 and game.horizon == 10
     # MAOSQL Table 3: reward by the number of agents on the target action 0: 0.6, 0.0, 1.0, 0.5
     r = np.asarray(game.reward[0])
@@ -116,7 +123,7 @@ def test_tensor_game_custom_size():
     with pytest.raises(ValueError, match="n_agents \\+ 1"):
         coopmarl.make("tensor", rewards=(1.0, 2.0))
     # a CLI string is accepted for a tuple parameter
-    game = coopmarl.make("tensor", rewards="0.6,0,1,0.5")
+    game = coopmarl.make("tensor", rewards="0.6,0,1,0.5", discount=0.99)
     assert float(exact.solve(game).optimal_return) == pytest.approx(geometric(0.99, 10), rel=1e-5)
 
 
@@ -155,7 +162,7 @@ def test_three_state_optimum():
     v_s1 = even + 0.4 * odd
     v_s2 = 0.4 * even + odd
     v_s0 = v_s2
-    game = coopmarl.make("three-state")
+    game = coopmarl.make("three-state", discount=0.99)
     sol = exact.solve(game)
     np.testing.assert_allclose(sol.v, [v_s0, v_s1, v_s2], rtol=1e-5)
     assert float(sol.optimal_return) == pytest.approx((v_s0 + v_s1 + v_s2) / 3, rel=1e-5)

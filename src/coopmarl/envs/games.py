@@ -46,24 +46,24 @@ def _params(**kw):
 
 
 @register_env("climbing", "Claus & Boutilier climbing game, iterated (ROMMEO Fig. 1); optimum (A,A) = 11", ("tabular",))
-def climbing(horizon: int = 1, discount: float = 0.95) -> TabularGame:
+def climbing(horizon: int = 1, discount: float = 1.0) -> TabularGame:
     return TabularGame.matrix(CLIMBING, horizon, discount, "climbing", _params(horizon=horizon, discount=discount))
 
 
 @register_env("penalty", "Claus & Boutilier penalty game [[10,0,k],[0,2,0],[k,0,10]], k <= 0", ("tabular",))
-def penalty(k: float = -100.0, horizon: int = 1, discount: float = 0.95) -> TabularGame:
+def penalty(k: float = -100.0, horizon: int = 1, discount: float = 1.0) -> TabularGame:
     payoff = np.array([[10.0, 0.0, k], [0.0, 2.0, 0.0], [k, 0.0, 10.0]])
     return TabularGame.matrix(payoff, horizon, discount, "penalty", _params(k=k, horizon=horizon, discount=discount))
 
 
 @register_env("ro-matrix", "MAOSQL Table 2: relative-overgeneralisation 3x3 game, horizon 10; optimum (3,3)", ("tabular",))
-def ro_matrix(horizon: int = 10, discount: float = 0.99) -> TabularGame:
+def ro_matrix(horizon: int = 10, discount: float = 1.0) -> TabularGame:
     return TabularGame.matrix(RO_MATRIX, horizon, discount, "ro-matrix", _params(horizon=horizon, discount=discount))
 
 
 @register_env("tensor", "MAOSQL Table 3: reward by the number of agents on the target action (action 0)", ("tabular",))
 def tensor(n_agents: int = 3, n_actions: int = 3, rewards: tuple[float, ...] | None = None,
-           horizon: int = 10, discount: float = 0.99) -> TabularGame:
+           horizon: int = 10, discount: float = 1.0) -> TabularGame:
     if n_agents < 1 or n_actions < 2:
         raise ValueError(f"tensor game needs n_agents >= 1 and n_actions >= 2, got {n_agents}, {n_actions}")
     if rewards is None:
@@ -85,7 +85,7 @@ def tensor(n_agents: int = 3, n_actions: int = 3, rewards: tuple[float, ...] | N
 
 
 @register_env("three-state", "MAOSQL Tables 4-5: 3-state 2-agent game, uniform start, horizon 10", ("tabular",))
-def three_state(horizon: int = 10, discount: float = 0.99) -> TabularGame:
+def three_state(horizon: int = 10, discount: float = 1.0) -> TabularGame:
     transition = np.eye(3)[THREE_STATE_NEXT]  # [S, A, A, S]
     initial = np.full(3, 1.0 / 3.0)
     return TabularGame.create(THREE_STATE_REWARD, transition, initial, horizon, discount, "three-state",
@@ -95,7 +95,7 @@ def three_state(horizon: int = 10, discount: float = 0.99) -> TabularGame:
 def _dpo_2x2(index: int):
     a, b, c, d = DPO_2X2[index]
 
-    def build(horizon: int = 1, discount: float = 0.99) -> TabularGame:
+    def build(horizon: int = 1, discount: float = 1.0) -> TabularGame:
         return TabularGame.matrix([[a, b], [c, d]], horizon, discount, f"dpo-2x2-{index}",
                                   _params(horizon=horizon, discount=discount))
 
@@ -124,7 +124,7 @@ def random_game_arrays(n_states: int, n_agents: int, n_actions: int, seed: int):
     ("tabular",),
 )
 def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: int = 5, seed: int = 0,
-                           discount: float = 0.99) -> TabularGame:
+                           discount: float = 1.0) -> TabularGame:
     if min(n_states, n_agents, n_actions) < 1:
         raise ValueError("random-stochastic-game needs n_states, n_agents, n_actions >= 1")
     if n_states * n_actions**n_agents * n_states > 400_000_000:

@@ -81,9 +81,10 @@ def maosql_tabular(out_dir: Path, opts: dict) -> Report:
               "greedy joint action at s1 (seeds)", "optimal joint actions at s1", "P(greedy optimal)",
               "last |ΔQ| (optimum row: optimal return)"]
     notes = [
-        "Theorem 3 (convergence of MAOSQL) needs β > 2(N−1)α/(1−γ), with γ = 0.99; the paper's α=50, β=10 violates it.",
+        "Theorem 3 (convergence of MAOSQL) needs β > 2(N−1)α/(1−γ); with γ = 0.99 the paper's α=50, β=10 violates it.",
         "regret π̂ = optimum − exact value of the softmax policies; regret greedy = same for their argmax.",
-        "Values are the discounted (γ = 0.99) return over the games' horizon of 10 steps; actions are 1-based as in the paper.",
+        "Values are the expected (undiscounted) return over the games' horizon of 10 steps; the algorithms iterate "
+        "with γ = 0.99; actions are 1-based as in the paper.",
         f"{opts['iterations']} iterations of each algorithm on the exact model, {opts['seeds']} seeds (random Q_0).",
     ]
     from coopmarl.plots import plot_curves
@@ -116,19 +117,19 @@ def stochastic_game_optimum(out_dir: Path, opts: dict) -> Report:
     finite = exact.solve(game)
     jax.block_until_ready(finite.optimal_return)
     t_solve = time.time() - t0
-    uniform = exact.evaluate(game, exact.uniform_policy(game))
-    undiscounted = exact.solve(game, discount=1.0)
-    uniform_undiscounted = exact.evaluate(game, exact.uniform_policy(game), discount=1.0)
-    infinite = exact.solve(game, horizon=None)
-    rows = [
-        ["optimal joint policy (DP)", float(finite.optimal_return), float(undiscounted.optimal_return),
-         float(infinite.optimal_return)],
-        ["uniform random product policy", float(uniform.expected_return), float(uniform_undiscounted.expected_return),
-         float(exact.evaluate(game, exact.uniform_policy(game), horizon=None).expected_return)],
-    ]
-    rows.append(["regret of uniform", rows[0][1] - rows[1][1], rows[0][2] - rows[1][2], rows[0][3] - rows[1][3]])
-    header = ["policy", f"return over H={game.horizon}, γ={game.discount}", f"return over H={game.horizon}, γ=1",
-              f"infinite horizon, γ={game.discount}"]
+    policies = {"optimal joint policy (DP)": None, "uniform random product policy": exact.uniform_policy(game)}
+    objectives = [(f"return over H={game.horizon} (undiscounted: the episode return)", dict(discount=1.0)),
+                  (f"discounted return over H={game.horizon}, γ=0.99", dict(discount=0.99)),
+                  ("infinite horizon, γ=0.99", dict(horizon=None, discount=0.99))]
+    rows = []
+    for label, pol in policies.items():
+        row = [label]
+        for _, kw in objectives:
+            value = exact.solve(game, **kw).optimal_return if pol is None else exact.evaluate(game, pol, **kw).expected_return
+            row.append(float(value))
+        rows.append(row)
+    rows.append(["regret of uniform"] + [a - b for a, b in zip(rows[0][1:], rows[1][1:])])
+    header = ["policy"] + [label for label, _ in objectives]
     notes = [
         f"game: {opts['n_states']} states, {opts['n_agents']} agents, {opts['n_actions']} actions "
         f"({opts['n_actions'] ** opts['n_agents']:,} joint actions), seed {opts['seed']}; r ~ U[-5, 5], dense random P, start state 0.",
