@@ -122,3 +122,18 @@ def test_plot_compares_runs(tmp_path):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "coopmarl.cli", "list", "algos"], capture_output=True, text=True)
     assert proc.returncode == 0 and "maosql" in proc.stdout
+
+
+def test_solve_prints_the_exact_optimum(capsys, tmp_path):
+    assert run_cli("solve", "penalty", "k=-5") == 0
+    out = capsys.readouterr().out
+    assert "optimal return: 10" in out and "(1, 1), (3, 3)" in out
+    reward = np.array([[[1.0, 0.0], [0.0, 4.0]]])
+    path = tmp_path / "g.npz"
+    np.savez(path, reward=reward, transition=np.ones((1, 2, 2, 1)))
+    assert run_cli("solve", f"tabular:{path}", "horizon=3") == 0
+    assert "optimal return: 12" in capsys.readouterr().out  # 3 plays of (2, 2)
+    assert run_cli("solve", "three-state", "--infinite", "discount=0.9") == 0
+    assert "infinite horizon, discount 0.9" in capsys.readouterr().out
+    assert run_cli("solve", "climbing", "horizon=abc") == 2
+    assert "must be of type int" in capsys.readouterr().err

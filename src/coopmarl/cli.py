@@ -1,4 +1,4 @@
-"""`coopmarl` command line: list, train, reproduce, plot."""
+"""`coopmarl` command line: list, train, reproduce, solve, plot."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ USAGE_EXAMPLES = """examples:
   coopmarl train iql penalty env.k=-50
   coopmarl train rommeo-q tabular:path/to/game.npz
   coopmarl reproduce rommeo-climbing
+  coopmarl solve three-state
+  coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
 """
 
@@ -97,6 +99,38 @@ def cmd_reproduce(args):
     return 0
 
 
+def cmd_solve(args):
+    import numpy as np
+
+    from coopmarl import exact
+    from coopmarl.config import ConfigError, parse_overrides
+    from coopmarl.envs import TabularGame, env_entry, make
+
+    params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
+    entry = env_entry(args.env)
+    if "tabular" not in entry.tags:
+        raise ConfigError(f"{args.env!r} is not a tabular game; exact solutions exist only for tabular games")
+    game = make(args.env, **params)
+    assert isinstance(game, TabularGame)
+    horizon = None if args.infinite else "game"
+    solution = exact.solve(game, horizon=horizon)
+    uniform = exact.evaluate(game, exact.uniform_policy(game), horizon=horizon)
+    mask = np.asarray(exact.optimal_joint_mask(game, horizon=horizon))
+    rows = []
+    for s in range(min(game.n_states, args.max_states)):
+        best = [tuple(int(a) + 1 for a in np.unravel_index(j, game.action_shape)) for j in np.flatnonzero(mask[s])]
+        shown = ", ".join(str(b) for b in best[:6]) + (f" … ({len(best)} in all)" if len(best) > 6 else "")
+        rows.append([str(s + 1), f"{float(solution.v[s]):.6g}", shown])
+    objective = (f"infinite horizon, discount {game.discount}" if args.infinite
+                 else f"horizon {game.horizon}, discount {game.discount}")
+    print(f"{args.env}: objective = {objective}; actions are 1-based")
+    _print_table("optimal values", ["state", "V*(s)", "optimal joint actions"], rows)
+    print(f"optimal return: {float(solution.optimal_return):.6g}")
+    print(f"uniform random product policy: {float(uniform.expected_return):.6g} "
+          f"(regret {float(solution.optimal_return - uniform.expected_return):.6g})")
+    return 0
+
+
 def cmd_plot(args):
     from coopmarl.outputs import load_run
     from coopmarl.plots import plot_curves
@@ -136,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None)
     pr.set_defaults(fn=cmd_reproduce)
 
+    ps = sub.add_parser("solve", help="exact optimum of a tabular game (value iteration)")
+    ps.add_argument("env")
+    ps.add_argument("params", nargs="*", help="game parameters key=value (e.g. k=-50)")
+    ps.add_argument("--infinite", action="store_true", help="infinite-horizon discounted objective")
+    ps.add_argument("--max-states", type=int, default=20, help="states to list (default 20)")
+    ps.set_defaults(fn=cmd_solve)
+
     pp = sub.add_parser("plot", help="plot the curves of one or more run directories")
     pp.add_argument("runs", nargs="+")
     pp.add_argument("--metric", action="append", help="metric to plot (repeatable; default: the main ones)")
@@ -152,7 +193,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after --options; argparse leaves those for us.
-    target = "overrides" if hasattr(args, "overrides") else "options" if hasattr(args, "options") else None
+    target = next((t for t in ("overrides", "options", "params") if hasattr(args, t)), None)
     for token in extra:
         if target is None or token.startswith("-"):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

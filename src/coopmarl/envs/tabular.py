@@ -5,7 +5,8 @@ A game with S states and N agents with A actions each is
     transition  [S, A, ..., A, S]     P(s' | s, a)
     initial     [S]                   start-state distribution (default: state 0)
     horizon     episode length (a time limit: the last step is *truncated*, not terminated)
-    discount    the discount of the objective the exact solvers (`coopmarl.exact`) optimise
+    discount    the discount of the objective the exact solvers (`coopmarl.exact`) optimise and the runner
+                reports (default 1: the expected episode return); learners use their own γ
 
 Joint actions are flattened row-major (agent 1 is the most significant digit), so `reward_flat`
 is [S, A**N] and `transition_flat` is [S, A**N, S]. Matrix games are one-state games
@@ -101,7 +102,7 @@ class TabularGame:
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def create(cls, reward, transition=None, initial=None, horizon: int = 1, discount: float = 0.99,
+    def create(cls, reward, transition=None, initial=None, horizon: int = 1, discount: float = 1.0,
                name: str = "tabular", params: tuple = ()) -> "TabularGame":
         reward, transition, initial = validate_arrays(reward, transition, initial, horizon, discount)
         n_states, n_agents, n_actions = reward.shape[0], reward.ndim - 1, reward.shape[1]
@@ -119,7 +120,7 @@ class TabularGame:
         )
 
     @classmethod
-    def matrix(cls, payoff, horizon: int = 1, discount: float = 0.99, name: str = "matrix", params: tuple = ()):
+    def matrix(cls, payoff, horizon: int = 1, discount: float = 1.0, name: str = "matrix", params: tuple = ()):
         """A repeated (iterated) matrix game: one state, `horizon` plays per episode."""
         payoff = np.asarray(payoff, dtype=np.float64)
         return cls.create(payoff[None], None, None, horizon, discount, name, params)
@@ -207,7 +208,7 @@ def load_game(path: str, horizon: int | None = None, discount: float | None = No
         transition = data["transition"] if "transition" in keys else None
         initial = data["initial"] if "initial" in keys else None
         file_horizon = int(data["horizon"]) if "horizon" in keys else 1
-        file_discount = float(data["discount"]) if "discount" in keys else 0.99
+        file_discount = float(data["discount"]) if "discount" in keys else 1.0
     return TabularGame.create(
         reward, transition, initial,
         horizon=file_horizon if horizon is None else horizon,
