@@ -79,7 +79,7 @@ def maosql_tabular(out_dir: Path, opts: dict) -> Report:
         rows.append([game, "optimum", "", "", "", 0.0, 0.0, "", "", 1.0, float(solution.optimal_return)])
     header = ["game", "algorithm", "α", "β", "Thm 3 holds", "regret π̂", "regret greedy",
               "greedy joint action at s1 (seeds)", "optimal joint actions at s1", "P(greedy optimal)",
-              "last |ΔQ| (optimum row: optimal return)"]
+              "last max ΔQ (optimum row: optimal return)"]
     notes = [
         "Theorem 3 (convergence of MAOSQL) needs β > 2(N−1)α/(1−γ); with γ = 0.99 the paper's α=50, β=10 violates it.",
         "regret π̂ = optimum − exact value of the softmax policies; regret greedy = same for their argmax.",
