@@ -50,10 +50,10 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
 
 def test_overrides_reach_the_algorithm_and_the_env(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("train", "iql", "penalty", "env.k=-7", "lr=0.5", "total_steps=100", "--out", str(out),
+    assert run_cli("train", "iql", "penalty", "env.k=-7", "epsilon=0.5", "total_steps=100", "--out", str(out),
                    "--quiet") == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["env"]["k"] == -7.0 and config["algo_config"]["lr"] == 0.5
+    assert config["env"]["k"] == -7.0 and config["algo_config"]["epsilon"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_error_lists_valid_choices(capsys):
     assert "Valid algorithms:" in err and "maosql" in err and "rommeo-q" in err
     run_cli("train", "iql", "climbing", "bogus=1")
     err = capsys.readouterr().err
-    assert "Algorithm keys: lr, gamma" in err and "Run keys: total_steps" in err
+    assert "Algorithm keys: gamma, lr_decay_steps" in err and "Run keys: total_steps" in err
 
 
 def test_user_game_from_npz_trains_from_the_cli(tmp_path):

@@ -42,10 +42,10 @@ def test_chunks_cover_the_requested_steps():
 
 def test_train_return_counts_whole_episodes():
     """ro-matrix has horizon 10: a training episode's return is the sum of 10 payoffs in [0, 3]."""
-    result = _run("iql", "ro-matrix", seeds=2, steps=200)
+    result = _run("iql", "ro-matrix", seeds=2, steps=200, epsilon=1.0)
     ret = result.metrics["train_return"]
     assert np.all((ret >= 0) & (ret <= 30))
-    # With epsilon ~ 1 at the start, the mean payoff of uniform play is 11/9 per step.
+    # With epsilon ~ 1 (≥ 0.98 over these 200 steps) play is ~uniform: 11/9 per step on average.
     assert ret[0].mean() == pytest.approx(10 * 11 / 9, rel=0.25)
 
 

@@ -34,13 +34,18 @@ from coopmarl.algos.base import (Algorithm, epsilon_mix, greedy_probs, last_tran
 
 @dataclass(frozen=True)
 class IQLConfig:
-    lr: float = 0.1
+    """Independent Q-learners with the same schedule and initialisation as the other tabular baselines
+    (the ROMMEO authors' code): Q ~ U[0, q_init), lr_t = d / (d + t), epsilon-greedy with ε_t = ε · d/(d + t)."""
+
     gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
-    epsilon_decay_steps: int = 1_000
+    lr_decay_steps: float = 10_000.0  # lr_t = d / (d + t)
+    epsilon: float = 0.1
+    q_init: float = 1.0
     rollout_length: int = 1
     n_envs: int = 1
+
+    def __post_init__(self):
+        _check_common(self)
 
 
 class IQLState(NamedTuple):
@@ -49,11 +54,11 @@ class IQLState(NamedTuple):
 
 
 def iql_init(key, spec, config: IQLConfig, model=None) -> IQLState:
-    return IQLState(jnp.zeros((spec.n_agents, spec.obs_dim, spec.n_actions)), jnp.int32(0))
+    return IQLState(_init_table(key, (spec.n_agents, spec.obs_dim, spec.n_actions), config.q_init), jnp.int32(0))
 
 
 def _iql_epsilon(config, step):
-    return linear_schedule(config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps, step)
+    return config.epsilon * hyperbolic_decay(config.lr_decay_steps, step)
 
 
 def iql_act(state: IQLState, obs, avail, key, *, explore: bool, config: IQLConfig):
@@ -72,7 +77,8 @@ def iql_update(state: IQLState, data, key, *, config: IQLConfig):
     q_sa = state.q[agents, s, tr.actions]
     bootstrap = jnp.where(tr.terminated, 0.0, state.q[agents, s_next].max(-1))
     td = tr.reward + config.gamma * bootstrap - q_sa
-    q = state.q.at[agents, s, tr.actions].add(config.lr * td)
+    lr = hyperbolic_decay(config.lr_decay_steps, state.step)
+    q = state.q.at[agents, s, tr.actions].add(lr * td)
     return IQLState(q, state.step + 1), {"td_error": jnp.mean(jnp.abs(td)), "epsilon": _iql_epsilon(config, state.step)}
 
 

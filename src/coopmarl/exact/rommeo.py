@@ -45,6 +45,9 @@ class ROMMEOQConfig:
     rollout_length: int = 1
     n_envs: int = 1
 
+    def __post_init__(self):
+        _check(self)
+
 
 @dataclass(frozen=True)
 class ROMMEOQEmpConfig(ROMMEOQConfig):
@@ -120,13 +123,14 @@ def one_sample_value(key, q_s, log_p, alpha, empirical: bool = False):
 
 def _check(config):
     if config.opponent_model not in OPPONENT_MODELS:
-        raise ValueError(f"opponent_model must be one of {OPPONENT_MODELS}, got {config.opponent_model!r}")
+        raise ValueError(f"opponent_model must be one of {', '.join(OPPONENT_MODELS)}; got {config.opponent_model!r}")
     if config.entropy_alpha <= 0 or config.prior_window < 1:
         raise ValueError("ROMMEO-Q needs entropy_alpha > 0 and prior_window >= 1")
+    if config.rollout_length != 1 or config.n_envs != 1:
+        raise ValueError("ROMMEO-Q updates on the newest transition: rollout_length and n_envs must be 1")
 
 
 def rommeo_init(key, spec, config: ROMMEOQConfig, model=None) -> ROMMEOQState:
-    _check(config)
     n, s, a = spec.n_agents, spec.obs_dim, spec.n_actions
     q = jax.random.uniform(key, (n, s, a, a ** (n - 1)))  # Q ~ U[0, 1), authors' code
     empty = jnp.full((config.prior_window, n), -1, jnp.int32)
