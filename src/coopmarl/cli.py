@@ -1,4 +1,4 @@
-"""`coopmarl` command line: list, train, reproduce, solve, plot."""
+"""`coopmarl` command line: list, train, reproduce, solve, render, plot."""
 
 from __future__ import annotations
 
@@ -131,6 +131,35 @@ def cmd_solve(args):
     return 0
 
 
+def cmd_render(args):
+    import jax
+
+    from coopmarl.config import ConfigError, parse_overrides
+    from coopmarl.envs import list_envs, make
+    from coopmarl.render import can_render, rollout_frames, save_gif
+
+    params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
+    env = make(args.env, **params)
+    if not can_render(env):
+        drawable = []
+        for e in list_envs():
+            if e.prefix or "tabular" in e.tags:
+                continue
+            try:
+                if can_render(e.constructor()):
+                    drawable.append(e.name)
+            except Exception:  # an env whose optional extra is missing
+                continue
+        raise ConfigError(f"environment {args.env!r} cannot be rendered. Renderable environments: "
+                          f"{', '.join(drawable) or '(none)'}")
+    if not args.out.lower().endswith(".gif"):
+        raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
+    frames = rollout_frames(env, jax.random.PRNGKey(args.seed), max_steps=args.max_steps)
+    save_gif(frames, args.out, fps=args.fps)
+    print(f"wrote {args.out} ({len(frames)} frames, random policy, seed {args.seed})")
+    return 0
+
+
 def cmd_plot(args):
     from coopmarl.outputs import load_run
     from coopmarl.plots import plot_curves
@@ -176,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--infinite", action="store_true", help="infinite-horizon discounted objective")
     ps.add_argument("--max-states", type=int, default=20, help="states to list (default 20)")
     ps.set_defaults(fn=cmd_solve)
+
+    pg = sub.add_parser("render", help="GIF of one episode of ENV under a random policy")
+    pg.add_argument("env")
+    pg.add_argument("params", nargs="*", help="env parameters key=value")
+    pg.add_argument("--out", required=True, help="output .gif")
+    pg.add_argument("--seed", type=int, default=0)
+    pg.add_argument("--max-steps", type=int, default=None, help="default: the env's horizon")
+    pg.add_argument("--fps", type=int, default=5)
+    pg.set_defaults(fn=cmd_render)
 
     pp = sub.add_parser("plot", help="plot the curves of one or more run directories")
     pp.add_argument("runs", nargs="+")
