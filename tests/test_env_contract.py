@@ -33,6 +33,7 @@ SMALL_PARAMS: dict[str, dict] = {
 # prefix family -> function(tiny_npz_path) -> the argument after "name:"
 PREFIX_ARGS = {
     "tabular": lambda tiny_npz: tiny_npz,
+    "smax": lambda tiny_npz: "3m",
 }
 
 N_VMAP = 8
@@ -347,9 +348,9 @@ def test_autoreset(case):
 
 def test_render_gives_an_rgb_frame(case):
     """Grid and particle envs draw themselves (DESIGN.md): render(state) -> uint8 [H, W, 3].
-    Only tabular games (nothing to draw) and host bridges may lack a renderer."""
+    Only tabular games (nothing to draw) and bridges to other packages may lack a renderer."""
     if not callable(getattr(case.env, "render", None)):
-        assert {"tabular", "host"} & set(case.entry.tags), f"{case.name} has no render()"
+        assert {"tabular", "host", "bridge"} & set(case.entry.tags), f"{case.name} has no render()"
         return
     state, ts = case.env.reset(jax.random.PRNGKey(0))
     actions = _sample_actions(jax.random.PRNGKey(1), case.spec, ts.avail_actions)
