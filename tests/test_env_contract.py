@@ -28,6 +28,9 @@ from coopmarl.envs.core import AutoReset, EnvSpec, TimeStep
 # name -> constructor parameters that keep the env small (default: none, i.e. the env's defaults)
 SMALL_PARAMS: dict[str, dict] = {
     "random-stochastic-game": dict(n_states=5, n_agents=2, n_actions=3),
+    **{name: dict(grid_size=6, n_agents=3, n_stags=2, time_limit=40)
+       for name in ("predator-prey", "predator-prey:p0", "predator-prey:p-0.5", "predator-prey:p-1.5",
+                    "predator-prey:p-2")},
 }
 
 # prefix family -> function(tiny_npz_path) -> the argument after "name:"
