@@ -3,8 +3,7 @@
     .venv/bin/python benchmarks/env_throughput_lbf.py [--env lbf:8x8-2p-2f-coop] [--steps 2000]
                                                       [--batches 1,64,1024] [--lbf-steps 20000]
 
-Ours: `n` envs vmapped, uniformly random actions over all 6 (illegal ones are no-ops, as in
-lbforaging) drawn inside the compiled program, `--steps` steps in one jitted `lax.scan`; compile time is
+Ours (`benchmarks/common.py`): `n` envs vmapped, random available actions drawn inside the compiled program, `--steps` steps in one jitted `lax.scan`; compile time is
 measured on a first call and excluded (the timed call is the second, with a different key). Two
 variants: `step` (the bare env, never reset) and `auto-reset` (`AutoReset`, as the runner uses it: a
 reset is computed every step and selected where an episode ended). The scan consumes reward, obs,
@@ -20,43 +19,15 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import coopmarl
-from coopmarl.envs.core import AutoReset
+from common import measure_env  # benchmarks/common.py
 
 
 def ours(env_name: str, n_envs: int, steps: int, auto_reset: bool) -> dict:
-    env = coopmarl.make(env_name)
-    wrapped = AutoReset(env) if auto_reset else env
-    n_agents = env.spec.n_agents
-
-    def run(key):
-        k_reset, k_run = jax.random.split(key)
-        state, _ = jax.vmap(wrapped.reset)(jax.random.split(k_reset, n_envs))
-
-        def body(carry, k):
-            state, ret = carry
-            k_act, k_env = jax.random.split(k)
-            actions = jax.random.randint(k_act, (n_envs, n_agents), 0, 6)
-            state, ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), state, actions)
-            # consume everything a learner reads, so that XLA cannot drop the observation code
-            used = ts.reward.sum() + ts.obs.sum() + ts.global_state.sum() + ts.avail_actions.sum()
-            return (state, ret + used), None
-
-        (_, ret), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(k_run, steps))
-        return ret
-
-    fn = jax.jit(run)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(0)))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(1)))
-    run_s = time.perf_counter() - t0
-    return dict(impl="coopmarl (JAX)", mode="auto-reset" if auto_reset else "step", n_envs=n_envs,
-                steps=steps * n_envs, compile_s=compile_s, run_s=run_s, steps_per_s=steps * n_envs / run_s)
+    row = measure_env(coopmarl.make(env_name), n_envs, steps, auto_reset)
+    return dict(impl="coopmarl (JAX)", mode="auto-reset" if auto_reset else "step", **row)
 
 
 def lbforaging_reference(env_name: str, steps: int) -> dict:

@@ -16,40 +16,14 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import coopmarl
-from coopmarl.envs.core import AutoReset
+from common import measure_env  # benchmarks/common.py
 
 
 def ours(env_name: str, n_agents: int, n_envs: int, steps: int) -> dict:
-    env = AutoReset(coopmarl.make(env_name, n_agents=n_agents))
-    spec = env.spec
-
-    def run(key):
-        k_reset, k_run = jax.random.split(key)
-        state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, n_envs))
-
-        def body(carry, k):
-            state, ret = carry
-            k_act, k_env = jax.random.split(k)
-            actions = jax.random.randint(k_act, (n_envs, spec.n_agents), 0, spec.n_actions)
-            state, ts = jax.vmap(env.step)(jax.random.split(k_env, n_envs), state, actions)
-            return (state, ret + ts.reward[:, 0].sum()), None
-
-        (_, ret), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(k_run, steps))
-        return ret
-
-    fn = jax.jit(run)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(0)))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(1)))
-    run_s = time.perf_counter() - t0
-    return dict(impl="coopmarl (JAX)", n_envs=n_envs, steps=steps * n_envs, compile_s=compile_s, run_s=run_s,
-                steps_per_s=steps * n_envs / run_s)
+    return dict(impl="coopmarl (JAX)", **measure_env(coopmarl.make(env_name, n_agents=n_agents), n_envs, steps))
 
 
 def mpe2_spread(n_agents: int, steps: int) -> dict:

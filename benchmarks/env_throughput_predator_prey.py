@@ -13,46 +13,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import jax
-import jax.numpy as jnp
 
 import coopmarl
-from coopmarl.envs.core import AutoReset
-
-
-def rollout_program(env, n_envs: int, n_steps: int, autoreset: bool):
-    wrapped = AutoReset(env) if autoreset else env
-
-    def one_env(key):
-        k_reset, k_run = jax.random.split(key)
-        state, ts = wrapped.reset(k_reset)
-
-        def body(carry, k):
-            state, ts = carry
-            k_act, k_env = jax.random.split(k)
-            logits = jnp.where(ts.avail_actions, 0.0, -jnp.inf)
-            actions = jax.random.categorical(k_act, logits).astype(jnp.int32)
-            state, ts = wrapped.step(k_env, state, actions)
-            return (state, ts), ts.reward[0]
-
-        _, rewards = jax.lax.scan(body, (state, ts), jax.random.split(k_run, n_steps))
-        return rewards.sum()
-
-    return jax.jit(lambda key: jax.vmap(one_env)(jax.random.split(key, n_envs)))
+from common import measure_env  # benchmarks/common.py
 
 
 def measure(env, n_envs: int, n_steps: int, repeats: int, autoreset: bool) -> dict:
-    program = rollout_program(env, n_envs, n_steps, autoreset)
-    t0 = time.perf_counter()
-    program(jax.random.PRNGKey(0)).block_until_ready()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(repeats):
-        program(jax.random.PRNGKey(i + 1)).block_until_ready()
-    run_s = (time.perf_counter() - t0) / repeats
-    return dict(n_envs=n_envs, compile=compile_s, run=run_s, steps_per_s=n_envs * n_steps / run_s)
+    row = measure_env(env, n_envs, n_steps, autoreset, repeats)
+    return dict(n_envs=n_envs, compile=row["compile_s"], run=row["run_s"], steps_per_s=row["steps_per_s"])
 
 
 def main(argv=None) -> int:
