@@ -42,6 +42,40 @@ def mpe2_spread(n_agents: int, steps: int) -> dict:
     return dict(impl="mpe2 (Python)", n_envs=1, steps=steps, compile_s=0.0, run_s=run_s, steps_per_s=steps / run_s)
 
 
+def jaxmarl_spread(n_agents: int, n_envs: int, steps: int) -> dict:
+    """JaxMARL's `MPE_simple_spread_v3` (its own `step`, which auto-resets), vmapped and scanned like ours."""
+    import jax.numpy as jnp
+    from jaxmarl import make
+
+    env = make("MPE_simple_spread_v3", num_agents=n_agents, num_landmarks=n_agents)
+
+    def run(key):
+        k_reset, k_run = jax.random.split(key)
+        obs, state = jax.vmap(env.reset)(jax.random.split(k_reset, n_envs))
+
+        def body(carry, k):
+            state, acc = carry
+            k_act, k_env = jax.random.split(k)
+            acts = jax.random.randint(k_act, (len(env.agents), n_envs), 0, 5)
+            actions = {a: acts[i] for i, a in enumerate(env.agents)}
+            obs, state, rew, dones, _ = jax.vmap(env.step)(jax.random.split(k_env, n_envs), state, actions)
+            used = sum(o.sum() for o in obs.values()) + sum(r.sum() for r in rew.values())
+            return (state, acc + used), None
+
+        (_, acc), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(k_run, steps))
+        return acc
+
+    fn = jax.jit(run)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(jax.random.PRNGKey(0)))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(jax.random.PRNGKey(1)))
+    run_s = time.perf_counter() - t0
+    return dict(impl="JaxMARL (JAX)", n_envs=n_envs, steps=steps * n_envs, compile_s=compile_s, run_s=run_s,
+                steps_per_s=steps * n_envs / run_s)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="mpe:spread")
@@ -60,13 +94,24 @@ def main(argv=None) -> int:
     for n in (int(b) for b in args.batches.split(",")):
         steps = max(args.steps, 20_000 // n)  # enough steps for a stable timing at small batches
         rows.append(ours(args.env, args.n_agents, n, steps))
+        if args.env == "mpe:spread":
+            try:
+                rows.append(jaxmarl_spread(args.n_agents, n, steps))
+            except ImportError:
+                print("(jaxmarl not installed: skipped)")
+    ours_rows = {r["n_envs"]: r for r in rows if r["impl"].startswith("coopmarl")}
+    for r in rows:
+        base = ours_rows.get(r["n_envs"])
+        r["ratio"] = base["steps_per_s"] / r["steps_per_s"] if base and not r["impl"].startswith("coopmarl") else None
 
     print(f"{args.env}, N={args.n_agents}, random discrete actions, env only | jax {jax.__version__} "
           f"on {jax.default_backend()} ({platform.processor() or platform.machine()})")
-    print(f"{'implementation':<16} {'envs':>6} {'steps':>10} {'compile s':>10} {'run s':>8} {'steps/s':>12}")
+    print(f"{'implementation':<16} {'envs':>6} {'steps':>10} {'compile s':>10} {'run s':>8} {'steps/s':>12} "
+          f"{'ours/this':>10}")
     for r in rows:
+        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
         print(f"{r['impl']:<16} {r['n_envs']:>6} {r['steps']:>10} {r['compile_s']:>10.2f} {r['run_s']:>8.2f} "
-              f"{r['steps_per_s']:>12,.0f}")
+              f"{r['steps_per_s']:>12,.0f} {ratio:>10}")
     return 0
 
 
