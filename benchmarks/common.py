@@ -40,6 +40,13 @@ def measure_env(env, n_envs: int, steps: int, auto_reset: bool = True, repeats: 
         (_, _, acc), _ = jax.lax.scan(body, (state, ts, jnp.float32(0.0)), jax.random.split(k_run, steps))
         return acc
 
+    compile_s, run_s = time_compiled(run, repeats)
+    return dict(n_envs=n_envs, steps=steps * n_envs, compile_s=compile_s, run_s=run_s,
+                steps_per_s=steps * n_envs / run_s)
+
+
+def time_compiled(run, repeats: int = 1) -> tuple[float, float]:
+    """(compile seconds: the first call, run seconds: mean of `repeats` later calls) of `jax.jit(run)(key)`."""
     fn = jax.jit(run)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(jax.random.PRNGKey(0)))
@@ -47,6 +54,4 @@ def measure_env(env, n_envs: int, steps: int, auto_reset: bool = True, repeats: 
     t0 = time.perf_counter()
     for i in range(repeats):
         jax.block_until_ready(fn(jax.random.PRNGKey(i + 1)))
-    run_s = (time.perf_counter() - t0) / repeats
-    return dict(n_envs=n_envs, steps=steps * n_envs, compile_s=compile_s, run_s=run_s,
-                steps_per_s=steps * n_envs / run_s)
+    return compile_s, (time.perf_counter() - t0) / repeats

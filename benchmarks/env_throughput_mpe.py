@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import coopmarl
-from common import measure_env  # benchmarks/common.py
+from common import measure_env, time_compiled  # benchmarks/common.py
 
 
 def ours(env_name: str, n_agents: int, n_envs: int, steps: int) -> dict:
@@ -65,13 +65,7 @@ def jaxmarl_spread(n_agents: int, n_envs: int, steps: int) -> dict:
         (_, acc), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(k_run, steps))
         return acc
 
-    fn = jax.jit(run)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(0)))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(jax.random.PRNGKey(1)))
-    run_s = time.perf_counter() - t0
+    compile_s, run_s = time_compiled(run)
     return dict(impl="JaxMARL (JAX)", n_envs=n_envs, steps=steps * n_envs, compile_s=compile_s, run_s=run_s,
                 steps_per_s=steps * n_envs / run_s)
 
