@@ -67,14 +67,15 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
     rollout_length, n_envs = _iteration_size(algo, config)
     wrapped = AutoReset(env)
+    fresh_carry = algo.init_carry(env.spec, config)
 
     def env_step(train_state, carry_env, key):
-        env_state, ts = carry_env
+        env_state, ts, agent_carry = carry_env
         k_act, k_env = jax.random.split(key)
         act_keys = jax.random.split(k_act, n_envs)
-        actions = jax.vmap(lambda o, a, k: algo.act(train_state, o, a, k, explore=True, config=config))(
-            ts.obs, ts.avail_actions, act_keys
-        )
+        actions, next_carry = jax.vmap(
+            lambda c, o, a, k: algo.policy_step(train_state, c, o, a, k, explore=True, config=config)
+        )(agent_carry, ts.obs, ts.avail_actions, act_keys)
         env_state, next_ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), env_state, actions)
         info = next_ts.info
         done = next_ts.done[..., None]
@@ -83,10 +84,15 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
             reward=next_ts.reward, terminated=next_ts.terminated, truncated=next_ts.truncated,
             next_obs=jnp.where(done[..., None], info["final_obs"], next_ts.obs),
             next_global_state=jnp.where(done, info["final_state"], next_ts.global_state),
-            next_avail_actions=next_ts.avail_actions,
+            next_avail_actions=next_ts.avail_actions, agent_carry=agent_carry,
+        )
+        # a new episode starts the agents' memory afresh
+        next_carry = jax.tree.map(
+            lambda c, c0: jnp.where(next_ts.done.reshape((-1,) + (1,) * (c.ndim - 1)), c0[None], c),
+            next_carry, fresh_carry,
         )
         stats = (jnp.sum(info["episode_return"] * info["episode_done"]), jnp.sum(info["episode_done"]))
-        return (env_state, next_ts), transition, stats
+        return (env_state, next_ts, next_carry), transition, stats
 
     def iteration(model, carry, _):
         train_state, env_carry, key = carry
@@ -120,8 +126,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     def init(model, key):
         k_init, k_env, k_run = jax.random.split(key, 3)
         train_state = algo.init(k_init, env.spec, config, model)
-        env_carry = jax.vmap(wrapped.reset)(jax.random.split(k_env, n_envs))
-        return train_state, env_carry, k_run
+        env_state, ts = jax.vmap(wrapped.reset)(jax.random.split(k_env, n_envs))
+        agent_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (n_envs,) + c.shape), fresh_carry)
+        return train_state, (env_state, ts, agent_carry), k_run
 
     return init, chunk
 
@@ -161,15 +168,18 @@ def _rollout_eval(algo: Algorithm, env, config, n_episodes: int):
             state, ts = env.reset(k_reset)
 
             def step(c, k):
-                state, ts, ret, alive = c
+                state, ts, agent_carry, ret, alive = c
                 k_act, k_env = jax.random.split(k)
-                actions = algo.act(train_state, ts.obs, ts.avail_actions, k_act, explore=False, config=config)
+                actions, agent_carry = algo.policy_step(
+                    train_state, agent_carry, ts.obs, ts.avail_actions, k_act, explore=False, config=config
+                )
                 state, ts = env.step(k_env, state, actions)
                 ret = ret + alive * ts.reward[0]
                 alive = alive * (1.0 - ts.done.astype(jnp.float32))
-                return (state, ts, ret, alive), None
+                return (state, ts, agent_carry, ret, alive), None
 
-            (_, _, ret, _), _ = jax.lax.scan(step, (state, ts, 0.0, 1.0), jax.random.split(k_run, horizon))
+            start = (state, ts, algo.init_carry(env.spec, config), 0.0, 1.0)
+            (_, _, _, ret, _), _ = jax.lax.scan(step, start, jax.random.split(k_run, horizon))
             return ret
 
         return {"eval_return": jnp.mean(jax.vmap(one)(jax.random.split(key, n_episodes)))}

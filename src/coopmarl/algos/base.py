@@ -37,6 +37,7 @@ class Transition(NamedTuple):
     next_obs: jax.Array  # [..., N, obs_dim]  (the true next observation, also after an episode end)
     next_global_state: jax.Array  # [..., state_dim]
     next_avail_actions: jax.Array  # [..., N, A]  (first obs of the next episode's avail after a reset)
+    agent_carry: Any = ()  # recurrent agents: their carry *before* acting at this step ([..., N, H]); () if none
 
     @property
     def done(self):
@@ -57,9 +58,23 @@ class Algorithm:
     paper: str = ""
     summary: Callable[[Any, Any], dict] | None = None  # (config, env) -> static facts for summary.json
     default_total_steps: int | None = None  # the run length used when the user gives none
+    # Recurrent agents: (spec, config) -> the carry of one env's agents at an episode start ([N, ...]).
+    # Their `act` then takes `carry=` and returns (actions, new_carry). None = stateless agents.
+    initial_carry: Callable[[Any, Any], Any] | None = None
 
     def default_config(self):
         return self.config_cls()
+
+    def init_carry(self, spec, config):
+        """The agents' carry at an episode start (() for stateless agents)."""
+        return () if self.initial_carry is None else self.initial_carry(spec, config)
+
+    def policy_step(self, train_state, carry, obs, avail_actions, key, *, explore: bool, config):
+        """One decentralised action for every agent: (actions [N], new carry). The runner's only way
+        to act, so stateless and recurrent algorithms look the same to it."""
+        if self.initial_carry is None:
+            return self.act(train_state, obs, avail_actions, key, explore=explore, config=config), carry
+        return self.act(train_state, obs, avail_actions, key, carry=carry, explore=explore, config=config)
 
 
 _ALGOS: dict[str, Algorithm] = {}
