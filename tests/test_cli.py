@@ -20,7 +20,7 @@ def test_list_shows_every_env_algorithm_and_experiment(capsys):
     out = capsys.readouterr().out
     for name in ["climbing", "penalty", "ro-matrix", "tensor", "three-state", "dpo-2x2-1", "dpo-2x2-4",
                  "random-stochastic-game", "tabular:PATH", "maosvi", "maosql", "rommeo-q", "rommeo-q-emp",
-                 "dpo-exact", "jal", "iql", "fmq", "wolf-phc", "rommeo-climbing", "maosql-tabular", "dpo-matrix",
+                 "dpo-exact", "jal", "tabular-iql", "fmq", "wolf-phc", "rommeo-climbing", "maosql-tabular", "dpo-matrix",
                  "stochastic-game-optimum"]:
         assert name in out, name
 
@@ -50,7 +50,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
 
 def test_overrides_reach_the_algorithm_and_the_env(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("train", "iql", "penalty", "env.k=-7", "epsilon=0.5", "total_steps=100", "--out", str(out),
+    assert run_cli("train", "tabular-iql", "penalty", "env.k=-7", "epsilon=0.5", "total_steps=100", "--out", str(out),
                    "--quiet") == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["env"]["k"] == -7.0 and config["algo_config"]["epsilon"] == 0.5
@@ -85,7 +85,7 @@ def test_error_lists_valid_choices(capsys):
     run_cli("train", "nope", "climbing")
     err = capsys.readouterr().err
     assert "Valid algorithms:" in err and "maosql" in err and "rommeo-q" in err
-    run_cli("train", "iql", "climbing", "bogus=1")
+    run_cli("train", "tabular-iql", "climbing", "bogus=1")
     err = capsys.readouterr().err
     assert "Algorithm keys: gamma, lr_decay_steps" in err and "Run keys: total_steps" in err
 
@@ -106,14 +106,14 @@ def test_user_game_from_npz_trains_from_the_cli(tmp_path):
 
 def test_same_seed_same_numbers(tmp_path):
     for d in ("a", "b"):
-        assert run_cli("train", "iql", "climbing", "total_steps=300", "--seeds", "3", "--out",
+        assert run_cli("train", "tabular-iql", "climbing", "total_steps=300", "--seeds", "3", "--out",
                        str(tmp_path / d), "--quiet") == 0
     assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
 
 
 def test_plot_compares_runs(tmp_path):
     for d in ("a", "b"):
-        run_cli("train", "iql", "climbing", "total_steps=100", "--out", str(tmp_path / d), "--quiet",
+        run_cli("train", "tabular-iql", "climbing", "total_steps=100", "--out", str(tmp_path / d), "--quiet",
                 "--seed", "1" if d == "a" else "2")
     assert run_cli("plot", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp.png")) == 0
     assert (tmp_path / "cmp.png").stat().st_size > 1000

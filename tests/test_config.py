@@ -37,7 +37,7 @@ def test_tabular_algorithm_on_a_non_tabular_env_is_refused(continuous_env):
 def test_action_kind_mismatch_is_refused(continuous_env, monkeypatch):
     from coopmarl.algos import base
 
-    iql = base.get_algo("iql")
+    iql = base.get_algo("tabular-iql")
     monkeypatch.setitem(base._ALGOS, "iql-any", base.Algorithm(**{**iql.__dict__, "name": "iql-any",
                                                                    "requires": ("discrete",)}))
     with pytest.raises(ConfigError, match="handles discrete actions, but 'dummy-continuous' has continuous"):
@@ -65,4 +65,4 @@ def test_algorithm_default_run_length_applies_unless_overridden():
 ])
 def test_bad_values(override, message):
     with pytest.raises(ConfigError, match=message):
-        resolve("iql", "penalty", override)
+        resolve("tabular-iql", "penalty", override)

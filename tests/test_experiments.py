@@ -31,7 +31,7 @@ def test_preset_writes_table_and_plots(tmp_path, name):
     if name == "dpo-matrix":
         assert "NO" not in table  # J monotone in every game and for both M̂
     if name == "rommeo-climbing":
-        for algo in ("rommeo-q", "rommeo-q-emp", "jal", "iql", "fmq", "wolf-phc"):
+        for algo in ("rommeo-q", "rommeo-q-emp", "jal", "tabular-iql", "fmq", "wolf-phc"):
             assert (out / algo / "summary.json").exists()
 
 

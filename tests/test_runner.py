@@ -15,7 +15,7 @@ def _run(algo, env, seeds, first=0, steps=400, **cfg):
                  RunConfig(total_steps=steps, seed=first, n_seeds=seeds, log_points=4), progress=False)
 
 
-@pytest.mark.parametrize("algo", ["iql", "rommeo-q"])
+@pytest.mark.parametrize("algo", ["tabular-iql", "rommeo-q"])
 def test_a_seed_in_a_vmapped_batch_equals_the_same_seed_run_alone(algo):
     batch = _run(algo, "climbing", seeds=3, first=5)
     alone = _run(algo, "climbing", seeds=1, first=6)
@@ -35,14 +35,14 @@ def test_chunks_cover_the_requested_steps():
     assert plan_chunks(10, 50, 1) == (10, 1)
     n, iters = plan_chunks(1001, 10, 4)
     assert n * iters * 4 >= 1001
-    result = _run("iql", "ro-matrix", seeds=2, steps=100)
+    result = _run("tabular-iql", "ro-matrix", seeds=2, steps=100)
     assert list(result.steps) == [25, 50, 75, 100]
     assert result.metrics["eval_return"].shape == (4, 2)
 
 
 def test_train_return_counts_whole_episodes():
     """ro-matrix has horizon 10: a training episode's return is the sum of 10 payoffs in [0, 3]."""
-    result = _run("iql", "ro-matrix", seeds=2, steps=200, epsilon=1.0)
+    result = _run("tabular-iql", "ro-matrix", seeds=2, steps=200, epsilon=1.0)
     ret = result.metrics["train_return"]
     assert np.all((ret >= 0) & (ret <= 30))
     # With epsilon ~ 1 (≥ 0.98 over these 200 steps) play is ~uniform: 11/9 per step on average.
@@ -51,8 +51,8 @@ def test_train_return_counts_whole_episodes():
 
 def test_rollout_evaluation_matches_the_exact_value_of_the_greedy_policy():
     """The rollout evaluator (used for non-tabular envs) agrees with exact evaluation on a tabular game."""
-    algo, game = get_algo("iql"), coopmarl.make("three-state")
-    result = _run("iql", "three-state", seeds=2, steps=3000)
+    algo, game = get_algo("tabular-iql"), coopmarl.make("three-state")
+    result = _run("tabular-iql", "three-state", seeds=2, steps=3000)
     config = algo.config_cls()
     evaluate = _rollout_eval(algo, game, config, n_episodes=4000)
     state0 = jax.tree.map(lambda x: x[0], result.train_state)

@@ -50,10 +50,14 @@ class RunResult:
         return {k: v[-1] for k, v in self.metrics.items()}
 
 
-def _iteration_size(algo: Algorithm, config) -> tuple[int, int]:
+def _iteration_size(algo: Algorithm, config, spec) -> tuple[int, int]:
+    """(rollout_length, n_envs) of one iteration; rollout_length 0 means the env's horizon."""
     if not algo.uses_env:
         return 1, 1
-    return int(getattr(config, "rollout_length", 1)), int(getattr(config, "n_envs", 1))
+    rollout_length = int(getattr(config, "rollout_length", 1)) or spec.horizon
+    if rollout_length < 1:
+        raise ValueError(f"env {spec.name!r} has no horizon: set rollout_length")
+    return rollout_length, int(getattr(config, "n_envs", 1))
 
 
 def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple[int, int]:
@@ -65,7 +69,7 @@ def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple
 
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
-    rollout_length, n_envs = _iteration_size(algo, config)
+    rollout_length, n_envs = _iteration_size(algo, config, env.spec)
     wrapped = AutoReset(env)
     fresh_carry = algo.init_carry(env.spec, config)
 
@@ -194,7 +198,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
     that point (each an array over seeds).
     """
-    rollout_length, n_envs = _iteration_size(algo, config)
+    rollout_length, n_envs = _iteration_size(algo, config, env.spec)
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
     seeds = list(range(run.seed, run.seed + run.n_seeds))

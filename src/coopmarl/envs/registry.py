@@ -76,6 +76,11 @@ def register_env(name: str, description: str, tags: tuple[str, ...] = (), prefix
 def coerce(value: Any, typ: Any, what: str) -> Any:
     """Convert `value` (possibly a CLI string) to `typ`, or raise ParamError naming `what`."""
     origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is typing.Literal:  # a fixed set of choices, e.g. Literal["gru", "mlp"]
+        for choice in args:
+            if value == choice or (isinstance(value, str) and value == str(choice)):
+                return choice
+        raise ParamError(f"{what} must be one of {', '.join(map(repr, args))}, got {value!r}")
     if origin is not None and type(None) in args:  # Optional[X] / X | None
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None

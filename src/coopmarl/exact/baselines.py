@@ -87,7 +87,7 @@ def iql_policy(state: IQLState, config):
 
 
 IQL = register_algo(Algorithm(
-    name="iql", description="independent tabular Q-learning, epsilon-greedy", config_cls=IQLConfig,
+    name="tabular-iql", description="independent tabular Q-learning, epsilon-greedy", config_cls=IQLConfig,
     init=iql_init, act=iql_act, update=iql_update, policy=iql_policy, requires=("discrete", "tabular"),
     paper="ROMMEO Fig. 1 baseline (Claus & Boutilier 1998 independent learner)",
 ))

@@ -141,7 +141,7 @@ def stochastic_game_optimum(out_dir: Path, opts: dict) -> Report:
 
 # ---- rommeo-climbing --------------------------------------------------------------------------------
 
-CLIMBING_ALGOS = ("rommeo-q", "rommeo-q-emp", "jal", "iql", "fmq", "wolf-phc")
+CLIMBING_ALGOS = ("rommeo-q", "rommeo-q-emp", "jal", "tabular-iql", "fmq", "wolf-phc")
 
 
 @register_experiment(

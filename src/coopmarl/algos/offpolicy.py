@@ -1,0 +1,326 @@
+"""The off-policy core shared by the value-based learners (IQL, VDN, QMIX, WQMIX, QPLEX, ReMIX, MAOSDQN).
+
+What it owns, so that each algorithm file is only its networks and its loss:
+- **Windows and replay.** The runner hands `update` a [T, E] batch (T = `rollout_length` steps of E
+  auto-resetting envs). Each env's T steps become one replay item — a *window* — stored with the
+  agents' recurrent carry at its first step, so recurrent agents resume from where acting left off
+  and restart at every episode start inside the window. When T is the env's horizon (the default,
+  `rollout_length=0`) and episodes run to their limit, a window is exactly an episode, as in
+  EPyMARL's episode buffer. Replay is a flashbax item buffer of windows, sampled uniformly; an
+  optional second, small buffer holds the most recent windows (ReMIX's on-policy term).
+- **Targets.** TD(λ) returns inside a window (`lambda_returns`), cut at every episode end and
+  bootstrapped from the true next observation (zero after termination, V(final obs) after a time-limit
+  truncation).
+- **Tricks.** Reward standardisation with running statistics (EPyMARL's `standardise_rewards`),
+  ε-greedy exploration annealed linearly in env steps, Adam with global-norm gradient clipping, hard
+  (every `target_update_episodes` windows) or soft (τ) target updates.
+
+An algorithm gives a `loss_fn(params, target_params, batch, key, config, env_steps) -> (loss, metrics)`
+on a batch of windows [B, T, ...] (rewards already standardised when asked); `make_update(loss_fn)`
+turns it into the contract's `update`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from coopmarl.algos.base import Transition, linear_schedule
+from coopmarl.nets.q import Agents
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig:
+    """Settings every value-based learner shares. Defaults: EPyMARL's QMIX on LBF (REFERENCE.md)."""
+
+    # collection: each iteration steps `n_envs` envs for `rollout_length` steps, then learns
+    n_envs: int = 8  # parallel envs (pymarl2 runs 8)
+    rollout_length: int = 0  # window length T; 0 = the env's horizon (one episode per window)
+    # replay
+    buffer_size: int = 5000  # windows kept (≈ episodes; EPyMARL 5000)
+    batch_size: int = 32  # windows per gradient step (EPyMARL 32 episodes)
+    updates_per_iteration: int = 1  # gradient steps per collected iteration
+    # learning
+    lr: float = 5e-4  # Adam (EPyMARL)
+    gamma: float = 0.99
+    td_lambda: float = 0.0  # 0 = one-step targets; pymarl2 / ReMIX use 0.6
+    grad_clip: float = 10.0  # global-norm clip (EPyMARL 10)
+    target_update_episodes: int = 200  # hard target copy every this many windows (EPyMARL 200 episodes)
+    target_tau: float = 0.0  # > 0: soft update θ̄ ← τθ + (1−τ)θ̄ every gradient step instead
+    double_q: bool = True  # next action from the online agents, valued by the target (EPyMARL)
+    standardise_rewards: bool = True  # EPyMARL's running mean/std reward standardisation
+    # agents
+    agent: Literal["gru", "mlp"] = "gru"  # EPyMARL's rnn agent (fc-GRU-fc) or a 3-layer MLP
+    hidden: int = 64
+    share_parameters: bool = True
+    agent_id: bool = True  # one-hot agent id appended to observations
+    # exploration: ε-greedy, ε annealed linearly in env steps
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_anneal_steps: int = 50_000  # EPyMARL 50k
+
+    def __post_init__(self):
+        for name in ("n_envs", "batch_size", "buffer_size", "updates_per_iteration", "hidden",
+                     "target_update_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout_length < 0:
+            raise ValueError("rollout_length must be >= 0 (0 = the env's horizon)")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
+        if not 0.0 <= self.td_lambda <= 1.0 or not 0.0 <= self.gamma <= 1.0:
+            raise ValueError("gamma and td_lambda must lie in [0, 1]")
+        if not 0.0 <= self.target_tau <= 1.0:
+            raise ValueError("target_tau must lie in [0, 1]")
+
+
+def window_length(config, spec) -> int:
+    if config.rollout_length:
+        return config.rollout_length
+    if spec.horizon <= 0:
+        raise ValueError(f"env {spec.name!r} has no horizon: set rollout_length")
+    return spec.horizon
+
+
+def make_agents(spec, config, *, dueling: bool = False) -> Agents:
+    return agents_for(spec.n_agents, spec.obs_dim, spec.n_actions, config, dueling=dueling)
+
+
+def agents_for(n_agents: int, obs_dim: int, n_actions: int, config, *, dueling: bool = False) -> Agents:
+    """The agents' Q networks from the shapes alone (as `act` and losses see them)."""
+    return Agents(
+        n_agents=n_agents, obs_dim=obs_dim, n_actions=n_actions, hidden=config.hidden,
+        recurrent=config.agent == "gru", dueling=dueling, share_parameters=config.share_parameters,
+        agent_id=config.agent_id,
+    )
+
+
+# ---- exploration --------------------------------------------------------------------------------
+
+
+def epsilon(config, env_steps) -> jax.Array:
+    return linear_schedule(config.epsilon_start, config.epsilon_end, config.epsilon_anneal_steps, env_steps)
+
+
+def masked_argmax(q: jax.Array, avail: jax.Array) -> jax.Array:
+    return jnp.argmax(jnp.where(avail, q, -jnp.inf), axis=-1).astype(jnp.int32)
+
+
+def masked_max(q: jax.Array, avail: jax.Array) -> jax.Array:
+    return jnp.max(jnp.where(avail, q, -jnp.inf), axis=-1)
+
+
+def epsilon_greedy(key, q: jax.Array, avail: jax.Array, eps) -> jax.Array:
+    """Per agent: a uniformly random *available* action with probability ε, else the greedy one."""
+    k_coin, k_rand = jax.random.split(key)
+    n = q.shape[0]
+    random = jax.random.categorical(k_rand, jnp.where(avail, 0.0, -jnp.inf), axis=-1)
+    explore = jax.random.uniform(k_coin, (n,)) < eps
+    return jnp.where(explore, random, masked_argmax(q, avail)).astype(jnp.int32)
+
+
+def epsilon_greedy_probs(q: jax.Array, avail: jax.Array, eps) -> jax.Array:
+    """π^n(·) of ε-greedy over available actions: (1−ε)·1[greedy] + ε/|available|."""
+    n_avail = jnp.sum(avail, -1, keepdims=True)
+    greedy = jax.nn.one_hot(masked_argmax(q, avail), q.shape[-1])
+    return (1.0 - eps) * greedy + eps * avail / jnp.maximum(n_avail, 1)
+
+
+# ---- targets ------------------------------------------------------------------------------------
+
+
+def lambda_returns(reward, terminated, done, next_value, gamma: float, lam: float) -> jax.Array:
+    """TD(λ) returns along one window (all inputs [T, ...], time first).
+
+    G_t = r_t + γ(1 − term_t)·[(1 − λ)·V(s_{t+1}) + λ·G_{t+1}], where the recursion stops at an
+    episode end (done_t: the next step belongs to a new episode) and at the window's last step, which
+    both bootstrap from V(s_{t+1}) alone. λ = 0 gives one-step targets.
+    """
+    done = done.reshape(done.shape + (1,) * (reward.ndim - done.ndim))
+    terminated = terminated.reshape(done.shape)
+
+    def back(g_next, x):
+        r, term, d, v = x
+        boot = jnp.where(d, v, (1.0 - lam) * v + lam * g_next)
+        g = r + gamma * (1.0 - term) * boot
+        return g, g
+
+    _, g = jax.lax.scan(back, next_value[-1], (reward, terminated.astype(jnp.float32), done, next_value),
+                        reverse=True)
+    return g
+
+
+# ---- reward statistics --------------------------------------------------------------------------
+
+
+class RunningStats(struct.PyTreeNode):
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+    @classmethod
+    def create(cls):
+        return cls(jnp.float32(1e-4), jnp.float32(0.0), jnp.float32(1.0))
+
+    def update(self, x: jax.Array) -> "RunningStats":
+        """Merge a batch of values (Chan et al.'s parallel mean/variance)."""
+        n = jnp.float32(x.size)
+        mean, var = jnp.mean(x), jnp.var(x)
+        delta, total = mean - self.mean, self.count + n
+        new_mean = self.mean + delta * n / total
+        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
+        return RunningStats(total, new_mean, m2 / total)
+
+    def standardise(self, x: jax.Array) -> jax.Array:
+        return (x - self.mean) / jnp.sqrt(self.var + 1e-8)
+
+
+# ---- train state and the generic update ---------------------------------------------------------
+
+
+class OffPolicyState(struct.PyTreeNode):
+    params: Any
+    target_params: Any
+    opt_state: Any
+    buffer: Any
+    recent: Any  # the recent-windows buffer (ReMIX's on-policy term), or () when unused
+    reward_stats: RunningStats
+    env_steps: jax.Array  # int32, env steps collected (drives ε)
+    windows: jax.Array  # int32, windows collected (drives hard target updates)
+    updates: jax.Array  # int32, gradient steps taken
+
+
+def optimizer(config) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.lr))
+
+
+def _buffer(config):
+    return fbx.make_item_buffer(max_length=config.buffer_size, min_length=config.batch_size,
+                                sample_batch_size=config.batch_size, add_batches=True)
+
+
+def _recent_buffer(config):
+    """A second item buffer of the most recent windows, when the config asks for one via a
+    `recent_buffer` property returning (size, batch) or None."""
+    sizes = getattr(config, "recent_buffer", None)
+    if not sizes:
+        return None
+    size, batch = sizes
+    return fbx.make_item_buffer(max_length=size, min_length=batch, sample_batch_size=batch, add_batches=True)
+
+
+def example_window(spec, config, carry) -> Transition:
+    """A zero window [T, ...] with the stored shapes (carry: the agents' carry at the first step)."""
+    t, n = window_length(config, spec), spec.n_agents
+    return Transition(
+        obs=jnp.zeros((t, n, spec.obs_dim)), global_state=jnp.zeros((t, spec.state_dim)),
+        avail_actions=jnp.zeros((t, n, spec.n_actions), bool), actions=jnp.zeros((t, n), jnp.int32),
+        reward=jnp.zeros((t, n)), terminated=jnp.zeros((t,), bool), truncated=jnp.zeros((t,), bool),
+        next_obs=jnp.zeros((t, n, spec.obs_dim)), next_global_state=jnp.zeros((t, spec.state_dim)),
+        next_avail_actions=jnp.zeros((t, n, spec.n_actions), bool), agent_carry=carry,
+    )
+
+
+def init_state(params, spec, config, carry) -> OffPolicyState:
+    window = example_window(spec, config, carry)
+    recent = _recent_buffer(config)
+    return OffPolicyState(
+        params=params, target_params=params, opt_state=optimizer(config).init(params),
+        buffer=_buffer(config).init(window), recent=recent.init(window) if recent else (),
+        reward_stats=RunningStats.create(), env_steps=jnp.int32(0), windows=jnp.int32(0), updates=jnp.int32(0),
+    )
+
+
+def to_windows(data: Transition) -> Transition:
+    """[T, E, ...] rollout -> E windows [E, T, ...], each keeping only its first step's carry."""
+    carry0 = jax.tree.map(lambda c: c[0], data.agent_carry)
+    windows = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), data._replace(agent_carry=()))
+    return windows._replace(agent_carry=carry0)
+
+
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+def make_update(loss_fn: LossFn):
+    """The contract's `update` for an off-policy learner with this loss."""
+
+    def update(state: OffPolicyState, data: Transition, key, *, config):
+        t, e = data.terminated.shape
+        windows = to_windows(data)
+        buffer = _buffer(config)
+        recent = _recent_buffer(config)
+        state = state.replace(
+            buffer=buffer.add(state.buffer, windows),
+            recent=recent.add(state.recent, windows) if recent else (),
+            reward_stats=state.reward_stats.update(data.reward[..., 0]) if config.standardise_rewards
+            else state.reward_stats,
+            env_steps=state.env_steps + t * e,
+        )
+        opt = optimizer(config)
+
+        def gradient_step(state, key):
+            k_main, k_recent, k_loss = jax.random.split(key, 3)
+            batch = buffer.sample(state.buffer, k_main).experience
+            if recent:
+                extra = recent.sample(state.recent, k_recent).experience
+                batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), batch, extra)
+            if config.standardise_rewards:
+                batch = batch._replace(reward=state.reward_stats.standardise(batch.reward))
+            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params, state.target_params, batch, k_loss, config, state.env_steps
+            )
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            target = state.target_params
+            if config.target_tau > 0:
+                target = optax.incremental_update(params, target, config.target_tau)
+            metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+            return state.replace(params=params, target_params=target, opt_state=opt_state,
+                                 updates=state.updates + 1), metrics
+
+        def learn(state, key):
+            state, metrics = jax.lax.scan(gradient_step, state, jax.random.split(key, config.updates_per_iteration))
+            return state, jax.tree.map(jnp.mean, metrics)
+
+        def skip(state, key):
+            shapes = jax.eval_shape(learn, state, key)[1]
+            return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        ready = buffer.can_sample(state.buffer)
+        if recent:
+            ready = ready & recent.can_sample(state.recent)
+        state, metrics = jax.lax.cond(ready, learn, skip, state, key)
+        windows_before, windows_after = state.windows, state.windows + e
+        if config.target_tau == 0:
+            copy = windows_after // config.target_update_episodes != windows_before // config.target_update_episodes
+            state = state.replace(target_params=jax.tree.map(
+                lambda p, q: jnp.where(copy, p, q), state.params, state.target_params))
+        state = state.replace(windows=windows_after)
+        return state, dict(metrics, epsilon=epsilon(config, state.env_steps), learning=ready.astype(jnp.float32))
+
+    return update
+
+
+def unroll_batch(agents: Agents, params, batch: Transition):
+    """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`)."""
+    done = jnp.logical_or(batch.terminated, batch.truncated)
+    return jax.vmap(lambda c, o, o2, d: agents.unroll(params, c, o, o2, d))(
+        batch.agent_carry, batch.obs, batch.next_obs, done
+    )
+
+
+def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:
+    """TD(λ) targets [B, T] (or [B, T, N]) from the team reward and next values of a batch of windows."""
+    done = jnp.logical_or(batch.terminated, batch.truncated)
+    reward = batch.reward[..., 0]
+    if next_value.ndim == 3:  # per-agent values (independent learners)
+        reward = jnp.broadcast_to(reward[..., None], next_value.shape)
+    return jax.vmap(lambda r, term, d, v: lambda_returns(r, term, d, v, config.gamma, config.td_lambda))(
+        reward, batch.terminated, done, next_value
+    )

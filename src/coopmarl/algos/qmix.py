@@ -1,0 +1,248 @@
+"""Value decomposition on one off-policy core: IQL, VDN, QMIX, OW-QMIX, CW-QMIX, QPLEX and ReMIX.
+
+Variants are two switches of one config:
+- `mixer`: "none" (IQL: every agent learns Q^n from the team reward), "vdn", "qmix", "qplex".
+- `weighting`: "none"; "ow"/"cw" = Weighted QMIX (Rashid et al. 2020): an unrestricted central Q* is
+  learnt beside Q_tot, both regress on y = r + γ·Q̄*(s′, argmax Q_tot), and Q_tot's squared error is
+  weighted 1 for "good" transitions, `weight` otherwise; "remix" = ReMIX (ReMIX Thm 1, eq. 7): the
+  weight is the regret-minimising projection weight built from four terms (see `remix_weights`).
+
+The central Q* (WQMIX, ReMIX) = its own agent networks + a feed-forward mixer of the state and those
+agents' utilities of the taken actions (pymarl2's `ff` central mixer, embed 256); its loss is
+unweighted and weights never carry gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from coopmarl.algos import offpolicy as op
+from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.nets.mixers import CentralMixer, make_mixer
+
+
+@dataclass(frozen=True)
+class ValueDecompositionConfig(op.OffPolicyConfig):
+    """Defaults = EPyMARL's QMIX (MAOSQL's setting; REFERENCE.md); `remix` uses ReMIX's Table 2."""
+
+    mixer: Literal["none", "vdn", "qmix", "qplex"] = "qmix"
+    weighting: Literal["none", "ow", "cw", "remix"] = "none"
+    mixing_embed: int = 32  # QMIX mixing width (EPyMARL / pymarl2)
+    hypernet_embed: int = 64
+    central_embed: int = 256  # WQMIX's unrestricted Q* mixer width
+    weight: float = 0.1  # WQMIX α for "bad" transitions (0.1 predator-prey, 0.5 SMAC; REFERENCE.md)
+    # ReMIX (paper 001): terms of Thm 1, each switchable for the ablation (Fig. 5)
+    remix_bellman_error: bool = True  # (B*Q*_{k-1} − Q_k)
+    remix_underestimation: bool = True  # exp(Q*_{k-1} − Q_k)
+    remix_mixer_gradient: bool = True  # Σ_j (1 − π^j) / f′_{s,Q^j} − 1
+    remix_on_policy: bool = True  # d^π/μ, via extra samples from a buffer of the most recent windows
+    remix_gradient: Literal["lemma1", "autodiff"] = "lemma1"  # f′ from Lemma 1 or jax.grad (equal for QMIX)
+    weight_min: float = 0.1  # weights mapped to [w_min, 1] (ReMIX Table 2; Fig. 4 tries 0.1, 0.5, 0.8)
+    recent_buffer_size: int = 0  # windows in the on-policy buffer (ReMIX; 0 = none)
+    recent_batch_size: int = 0  # windows sampled from it per gradient step
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.weighting != "none" and self.mixer != "qmix":
+            raise ValueError(f"weighting={self.weighting!r} weights a QMIX mixer; use mixer='qmix'")
+        if self.weighting == "remix" and self.remix_gradient == "lemma1" and self.mixer != "qmix":
+            raise ValueError("Lemma 1's gradient is QMIX's; use remix_gradient='autodiff'")
+        if not 0.0 <= self.weight_min <= 1.0 or not 0.0 <= self.weight <= 1.0:
+            raise ValueError("weight and weight_min must lie in [0, 1]")
+        if (self.recent_buffer_size > 0) != (self.recent_batch_size > 0):
+            raise ValueError("set both recent_buffer_size and recent_batch_size, or neither")
+
+    @property
+    def recent_buffer(self):
+        """(size, batch) of the on-policy buffer ReMIX samples from, or None."""
+        if self.weighting != "remix" or not self.remix_on_policy or self.recent_buffer_size <= 0:
+            return None
+        return self.recent_buffer_size, self.recent_batch_size
+
+
+def _nets(spec, config):
+    agents = op.make_agents(spec, config)
+    mixer = make_mixer(config.mixer, spec.n_agents, config.mixing_embed, config.hypernet_embed) \
+        if config.mixer != "none" else None
+    central = CentralMixer(config.central_embed) if config.weighting != "none" else None
+    return agents, mixer, central
+
+
+def _mix(mixer, params, qs, state, actions, n_actions, vs):
+    """Q_tot for every [..., N] slice (vmapped over the leading axes)."""
+    onehot = jax.nn.one_hot(actions, n_actions)
+    f = lambda q, s, a, v: mixer.apply(params, q, s, a, v)  # noqa: E731
+    for _ in range(qs.ndim - 1):
+        f = jax.vmap(f)
+    return f(qs, state, onehot, vs)
+
+
+def init(key, spec, config, model=None):
+    agents, mixer, central = _nets(spec, config)
+    k_agents, k_mixer, k_central_agents, k_central = jax.random.split(key, 4)
+    n, a = spec.n_agents, spec.n_actions
+    qs, s, u = jnp.zeros(n), jnp.zeros(spec.state_dim), jnp.zeros((n, a))
+    params = {"agents": agents.init(k_agents)}
+    if mixer is not None:
+        params["mixer"] = mixer.init(k_mixer, qs, s, u, qs)
+    if central is not None:
+        params["central_agents"] = agents.init(k_central_agents)
+        params["central"] = central.init(k_central, qs, s)
+    return op.init_state(params, spec, config, agents.initial_carry())
+
+
+def initial_carry(spec, config):
+    return op.make_agents(spec, config).initial_carry()
+
+
+def act(state, obs, avail_actions, key, *, carry, explore, config):
+    agents = op.agents_for(*obs.shape, avail_actions.shape[-1], config)
+    carry, q = agents.apply(state.params["agents"], carry, obs)
+    if not explore:
+        return op.masked_argmax(q, avail_actions), carry
+    return op.epsilon_greedy(key, q, avail_actions, op.epsilon(config, state.env_steps)), carry
+
+
+def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, valid=None):
+    """ReMIX Thm 1 (eq. 4) as Alg. 1 uses it, per transition:
+
+        E = (B*Q*_{k−1} − Q_k) · exp(Q*_{k−1} − Q_k) · (Σ_j (1 − π^j) / f′_{s,Q^j} − 1)   if Q_k ≤ B*Q*_{k−1}
+        E = 0 (the ε of Thm 1)                                                        if Q_k >  B*Q*_{k−1}
+
+    then mapped to [w_min, 1] over the batch (min–max), the paper's stand-in for the unknown 1/Z*.
+    Disabled terms count as 1; the overestimate condition always applies. Weights are constants (no
+    gradient). `pi_taken` [..., N] = each agent's probability of its taken action; `mixer_grad` [..., N] = f′.
+    Negative products (possible when Σ (1 − π)/f′ < 1) are clipped to 0: weights are non-negative.
+    """
+    under = q_tot <= target
+    e = jnp.ones_like(q_tot)
+    if config.remix_bellman_error:
+        e = e * (target - q_tot)
+    if config.remix_underestimation:
+        e = e * jnp.exp(jnp.clip(q_star_prev - q_tot, -20.0, 20.0))
+    if config.remix_mixer_gradient:
+        e = e * (jnp.sum((1.0 - pi_taken) / jnp.maximum(mixer_grad, 1e-6), -1) - 1.0)
+    e = jnp.where(under, jnp.maximum(e, 0.0), 0.0)
+    lo, hi = jnp.min(e), jnp.max(e)
+    w = config.weight_min + (1.0 - config.weight_min) * (e - lo) / jnp.maximum(hi - lo, 1e-8)
+    return jax.lax.stop_gradient(w)
+
+
+def _take(q, actions):
+    return jnp.take_along_axis(q, actions[..., None], -1)[..., 0]
+
+
+def loss_fn(params, target_params, batch, key, config, env_steps):
+    spec_n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
+    agents = op.agents_for(spec_n, batch.obs.shape[-1], n_actions, config)
+    mixer = make_mixer(config.mixer, spec_n, config.mixing_embed, config.hypernet_embed) \
+        if config.mixer != "none" else None
+    q, q_next = op.unroll_batch(agents, params["agents"], batch)
+    _, tq_next = op.unroll_batch(agents, target_params["agents"], batch)
+    taken = _take(q, batch.actions)  # [B, T, N]
+    avail, next_avail = batch.avail_actions, batch.next_avail_actions
+    # next actions: online greedy (double Q) or target greedy
+    next_actions = op.masked_argmax(jax.lax.stop_gradient(q_next) if config.double_q else tq_next, next_avail)
+    next_values = _take(tq_next, next_actions)  # [B, T, N]
+    metrics = {}
+
+    if config.weighting == "none":
+        if mixer is None:  # IQL: each agent regresses on the team reward
+            target = op.batch_lambda_returns(batch, next_values, config)
+            loss = jnp.mean((taken - jax.lax.stop_gradient(target)) ** 2)
+            return loss, {"q_taken": jnp.mean(taken)}
+        q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions,
+                     op.masked_max(q, avail))
+        next_tot = _mix(mixer, target_params["mixer"], next_values, batch.next_global_state, next_actions,
+                        n_actions, op.masked_max(tq_next, next_avail))
+        target = op.batch_lambda_returns(batch, next_tot, config)
+        loss = jnp.mean((q_tot - jax.lax.stop_gradient(target)) ** 2)
+        return loss, {"q_tot": jnp.mean(q_tot), "target": jnp.mean(target)}
+
+    # ---- weighted: WQMIX / ReMIX, with the unrestricted central Q* ----
+    central = CentralMixer(config.central_embed)
+    cq, cq_next = op.unroll_batch(agents, params["central_agents"], batch)
+    _, tcq_next = op.unroll_batch(agents, target_params["central_agents"], batch)
+    q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions, None)
+    q_star = _mix(central, params["central"], _take(cq, batch.actions), batch.global_state, batch.actions,
+                  n_actions, None)
+    greedy_next = op.masked_argmax(jax.lax.stop_gradient(q_next), next_avail)  # argmax Q_tot(s′, ·) (IGM)
+    next_star = _mix(central, target_params["central"], _take(tcq_next, greedy_next), batch.next_global_state,
+                     greedy_next, n_actions, None)
+    target = jax.lax.stop_gradient(op.batch_lambda_returns(batch, next_star, config))
+    central_loss = jnp.mean((q_star - target) ** 2)  # unweighted
+
+    if config.weighting == "ow":  # optimistic: full weight where Q_tot underestimates
+        w = jnp.where(q_tot < target, 1.0, config.weight)
+    elif config.weighting == "cw":  # centrally weighted: full weight on Q*'s argmax or better-than-it
+        greedy = op.masked_argmax(q, avail)
+        is_greedy = jnp.all(batch.actions == greedy, -1)
+        q_star_greedy = _mix(central, params["central"], _take(cq, greedy), batch.global_state, greedy,
+                             n_actions, None)
+        w = jnp.where(is_greedy | (target > q_star_greedy), 1.0, config.weight)
+    else:  # remix
+        _, tcq = op.unroll_batch(agents, target_params["central_agents"], batch)
+        q_star_prev = _mix(central, target_params["central"], _take(tcq, batch.actions), batch.global_state,
+                           batch.actions, n_actions, None)
+        eps = op.epsilon(config, env_steps)
+        pi_taken = _take(op.epsilon_greedy_probs(q, avail, eps), batch.actions)
+        grad = mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
+        w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config)
+        hist = jnp.histogram(w, bins=10, range=(config.weight_min, 1.0))[0] / w.size
+        metrics.update({f"weight_hist_{i}": hist[i] for i in range(10)})
+    w = jax.lax.stop_gradient(w)
+    qmix_loss = jnp.mean(w * (q_tot - target) ** 2)  # ReMIX eq. (7) / WQMIX
+    metrics.update(q_tot=jnp.mean(q_tot), q_star=jnp.mean(q_star), weight_mean=jnp.mean(w),
+                   central_loss=central_loss, qmix_loss=qmix_loss)
+    return qmix_loss + central_loss, metrics
+
+
+def mixer_gradient(mixer, params, agent_qs, state, how: str = "lemma1"):
+    """f′_{s,Q^a} = ∂Q_tot/∂Q^a for every transition [..., N]: ReMIX Lemma 1 or automatic differentiation."""
+    if how == "lemma1":
+        f = lambda q, s: mixer.apply(params, q, s, method="gradient")  # noqa: E731
+    else:
+        f = jax.grad(lambda q, s: mixer.apply(params, q, s))
+    for _ in range(agent_qs.ndim - 1):
+        f = jax.vmap(f)
+    return jax.lax.stop_gradient(f(agent_qs, state))
+
+
+update = op.make_update(loss_fn)
+
+
+def _summary(config, env):
+    return {"mixer": config.mixer, "weighting": config.weighting}
+
+
+def _register(name, description, paper, **defaults):
+    types = {f.name: f.type for f in dataclasses.fields(ValueDecompositionConfig)}
+    cls = dataclass(frozen=True)(type(f"{name.replace('-', '_').upper()}Config", (ValueDecompositionConfig,), {
+        "__annotations__": {k: types[k] for k in defaults}, "__module__": __name__,
+        **defaults, "__doc__": f"{description} Defaults: {paper}.",
+    }))
+    register_algo(Algorithm(
+        name=name, description=description, config_cls=cls, init=init, act=act, update=update,
+        requires=("discrete",), paper=paper, summary=_summary, initial_carry=initial_carry,
+        default_total_steps=200_000,
+    ))
+
+
+_register("iql", "Independent Q-learning: each agent's Q^n regresses on the team reward", "EPyMARL", mixer="none")
+_register("vdn", "VDN: Q_tot = Σ Q^n", "EPyMARL", mixer="vdn")
+_register("qmix", "QMIX: monotonic hypernetwork mixer", "EPyMARL", mixer="qmix")
+_register("ow-qmix", "Optimistically-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2",
+          weighting="ow")
+_register("cw-qmix", "Centrally-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2",
+          weighting="cw")
+_register("qplex", "QPLEX: duplex dueling mixer with attention over state and joint action", "EPyMARL",
+          mixer="qplex")
+_register("remix", "ReMIX: QMIX with regret-minimising projection weights (Thm 1, eq. 7)",
+          "ReMIX Table 2 (batch 128, replay 10k, TD(λ) 0.6, lr 1e-3, ε over 100k, w_min 0.1)",
+          weighting="remix", batch_size=128, buffer_size=10_000, td_lambda=0.6, lr=1e-3, epsilon_start=0.995,
+          epsilon_anneal_steps=100_000, recent_buffer_size=64, recent_batch_size=32)

@@ -1,0 +1,1 @@
+"""Neural networks: agents (Q and policy), mixers, distributions."""

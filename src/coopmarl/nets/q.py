@@ -1,0 +1,100 @@
+"""Per-agent Q networks (EPyMARL's `rnn` and `mlp` agents) and how they are applied to all agents and
+along a stored window of steps.
+
+An agent network maps (carry, input) -> (carry, Q-values [A]). Agents either share one set of
+parameters and see a one-hot agent id appended to their observation (EPyMARL's default), or each has
+its own parameters (stacked on a leading agent axis). Either way agent n's values depend only on its
+own observation history — execution stays decentralised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class AgentQNet(nn.Module):
+    """fc -> ReLU -> GRU (or a second fc -> ReLU) -> Q head; optionally a dueling head V + A - mean(A)."""
+
+    n_actions: int
+    hidden: int = 64
+    recurrent: bool = True
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, carry, x):
+        h = nn.relu(nn.Dense(self.hidden)(x))
+        if self.recurrent:
+            carry, h = nn.GRUCell(self.hidden)(carry, h)
+        else:
+            h = nn.relu(nn.Dense(self.hidden)(h))
+        if self.dueling:  # Wang et al. 2016, used by MAOSDQN (App. C)
+            advantage = nn.Dense(self.n_actions)(h)
+            return carry, nn.Dense(1)(h) + advantage - advantage.mean(-1, keepdims=True)
+        return carry, nn.Dense(self.n_actions)(h)
+
+
+@dataclass(frozen=True)
+class Agents:
+    """All N agents' Q networks: `init(key) -> params`, `apply(params, carry [N, H], obs [N, D])`."""
+
+    n_agents: int
+    obs_dim: int
+    n_actions: int
+    hidden: int = 64
+    recurrent: bool = True
+    dueling: bool = False
+    share_parameters: bool = True
+    agent_id: bool = True  # append a one-hot agent id to each observation
+
+    @property
+    def net(self) -> AgentQNet:
+        return AgentQNet(self.n_actions, self.hidden, self.recurrent, self.dueling)
+
+    @property
+    def carry_dim(self) -> int:
+        return self.hidden if self.recurrent else 1
+
+    def initial_carry(self) -> jax.Array:
+        return jnp.zeros((self.n_agents, self.carry_dim), jnp.float32)
+
+    def inputs(self, obs: jax.Array) -> jax.Array:
+        if not self.agent_id:
+            return obs
+        ids = jnp.broadcast_to(jnp.eye(self.n_agents, dtype=obs.dtype), obs.shape[:-1] + (self.n_agents,))
+        return jnp.concatenate([obs, ids], -1)
+
+    def init(self, key: jax.Array):
+        in_dim = self.obs_dim + (self.n_agents if self.agent_id else 0)
+        dummy_c, dummy_x = jnp.zeros((self.carry_dim,)), jnp.zeros((in_dim,))
+        if self.share_parameters:
+            return self.net.init(key, dummy_c, dummy_x)
+        return jax.vmap(lambda k: self.net.init(k, dummy_c, dummy_x))(jax.random.split(key, self.n_agents))
+
+    def apply(self, params, carry: jax.Array, obs: jax.Array):
+        """One step for every agent: carry [N, H], obs [N, D] -> (carry [N, H], q [N, A])."""
+        x = self.inputs(obs)
+        if self.share_parameters:
+            return jax.vmap(lambda c, o: self.net.apply(params, c, o))(carry, x)
+        return jax.vmap(self.net.apply)(params, carry, x)
+
+    def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array):
+        """Q-values along a window of T steps of one env.
+
+        carry0 [N, H] is the stored carry before step 0; obs / next_obs [T, N, D]; done [T] ends an
+        episode after step t (so the carry restarts at t + 1). Returns q [T, N, A] at obs[t] and
+        q_next [T, N, A] at next_obs[t] (the true next observation — also at an episode's last step).
+        """
+        fresh = self.initial_carry()
+
+        def step(carry, x):
+            o, o_next, d = x
+            carry, q = self.apply(params, carry, o)
+            _, q_next = self.apply(params, carry, o_next)
+            return jnp.where(d, fresh, carry), (q, q_next)
+
+        _, (q, q_next) = jax.lax.scan(step, carry0, (obs, next_obs, done))
+        return q, q_next
