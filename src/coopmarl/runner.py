@@ -191,6 +191,14 @@ def _rollout_eval(algo: Algorithm, env, config, n_episodes: int):
     return evaluate
 
 
+def _with_regret(eval_fn, optimal_return):
+    def evaluate(model, train_state, key):
+        out = eval_fn(model, train_state, key)
+        return dict(out, optimal_return=optimal_return, regret=optimal_return - out["eval_return"])
+
+    return evaluate
+
+
 def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
           on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True) -> RunResult:
     """Train `algo` on `env` for `run.n_seeds` seeds at once; returns curves and final states.
@@ -213,6 +221,8 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
         eval_v = jax.jit(jax.vmap(lambda m, ts, k: eval_fn(m, ts), in_axes=(None, 0, 0)))
     else:
         eval_fn = _rollout_eval(algo, env, config, run.eval_episodes)
+        if model is not None:  # a deep learner on a tabular game: report its regret against the exact optimum
+            eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
         eval_v = jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
 
     carry = init_v(model, keys)

@@ -280,7 +280,7 @@ def make_update(loss_fn: LossFn):
             target = state.target_params
             if config.target_tau > 0:
                 target = optax.incremental_update(params, target, config.target_tau)
-            metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+            metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
             return state.replace(params=params, target_params=target, opt_state=opt_state,
                                  updates=state.updates + 1), metrics
 
