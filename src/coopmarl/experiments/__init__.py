@@ -49,7 +49,7 @@ def register_experiment(name: str, description: str, options: dict | None = None
 
 
 def _load():
-    from coopmarl.experiments import tabular  # noqa: F401
+    from coopmarl.experiments import tabular, value  # noqa: F401
 
 
 def list_experiments() -> list[Experiment]:
