@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import coopmarl
 from coopmarl.algos import maosdqn, offpolicy, qmix
 from coopmarl.algos.base import get_algo
 from coopmarl.config import ConfigError, resolve
@@ -78,7 +77,9 @@ def test_maosdqn_actor_gradient_is_the_papers(shift):
     beta = 3.0
     q_hat = jnp.array([[0.2, -0.4, 1.0], [0.5, 0.1, -0.3]])  # [batch, N]
     q_tilde = jnp.array([0.7, -0.2])
-    grad = jax.grad(lambda q: jnp.sum(maosdqn.optimistic_actor_loss(q, q_tilde, beta, shift)))(q_hat)
+    config = maosdqn.MAOSDQNConfig(optimism_beta=beta, exp_shift=shift)
+    m = maosdqn.exp_shift(q_hat, q_tilde, config)
+    grad = jax.grad(lambda q: jnp.sum(maosdqn.optimistic_actor_loss(q, q_tilde, beta, m)))(q_hat)
     expected = (np.exp(beta * q_hat) - np.exp(beta * q_tilde)[:, None]) / q_hat.shape[1]
     if shift:
         expected = expected * np.exp(-beta * max(float(q_hat.max()), float(q_tilde.max())))

@@ -20,9 +20,10 @@ App. C's tricks: reward standardisation (core), dueling actors, and double Q in 
 critic's bootstrap uses the target actors ψ̄ while the online ψ picks a*. Behaviour: ε-softmax with
 ε_b annealed 1.0 → 0.05 over 5,000 steps (App. C).
 
-Float32 safety: e^{βQ} overflows once βQ > 88. With `exp_shift` (default) L_Q̂ is multiplied by the
-constant e^{−βm}, m = the batch's largest Q̂ or Q̃ (no gradient): every sample's gradient keeps its
-direction and relative size, the whole step is rescaled (which Adam's normalisation absorbs).
+Float32 safety: e^{βQ} overflows once βQ > 88. With `exp_shift` (default) ψ's two losses, L_Q̂ and
+L_extra, are both multiplied by the constant e^{−βm}, m = the batch's largest sampled Q̂ or Q̃ (no
+gradient): ψ's gradient keeps the paper's direction — including L_Q̂'s dominance over L_extra when
+βQ is large — and only its length changes, which Adam's normalisation absorbs.
 """
 
 from __future__ import annotations
@@ -119,16 +120,22 @@ def soft_value(q, avail, alpha):
     return jax.nn.logsumexp(jnp.where(avail, alpha * q, -jnp.inf), axis=-1) / alpha
 
 
-def optimistic_actor_loss(q_hat, q_tilde, beta, shift: bool):
+def optimistic_actor_loss(q_hat, q_tilde, beta, shift=0.0):
     """L_Q̂ per sample (MAOSQL Sec. 3.3), q_hat [..., N] = Q̂^n(s, a^n), q_tilde [...] = Q̃(s, a) (no grad).
 
-    (e^{βQ̂} − e^{βQ̃})² / (2β sg(e^{βQ̂})), averaged over agents. With `shift`, both exponents are taken
-    relative to m, which makes the gradient exactly e^{−βm}·(e^{βQ̂} − e^{βQ̃})∇Q̂."""
+    (e^{βQ̂} − e^{βQ̃})² / (2β sg(e^{βQ̂})), averaged over agents. Exponents are taken relative to
+    `shift` = m, which makes the gradient exactly e^{−βm}·(e^{βQ̂} − e^{βQ̃})∇Q̂ / N."""
     q_tilde = jax.lax.stop_gradient(q_tilde)[..., None]
-    m = jax.lax.stop_gradient(jnp.maximum(jnp.max(q_hat), jnp.max(q_tilde))) if shift else 0.0
-    e_hat, e_tilde = jnp.exp(beta * (q_hat - m)), jnp.exp(beta * (q_tilde - m))
+    e_hat, e_tilde = jnp.exp(beta * (q_hat - shift)), jnp.exp(beta * (q_tilde - shift))
     per_agent = (e_hat - e_tilde) ** 2 / (2.0 * beta * jax.lax.stop_gradient(e_hat))
     return jnp.mean(per_agent, -1)
+
+
+def exp_shift(q_hat, q_tilde, config):
+    """m: the batch's largest Q̂ or Q̃ when `exp_shift` is on (no gradient), else 0."""
+    if not config.exp_shift:
+        return 0.0
+    return jax.lax.stop_gradient(jnp.maximum(jnp.max(q_hat), jnp.max(q_tilde)))
 
 
 def loss_fn(params, target_params, batch, key, config, env_steps):
@@ -152,15 +159,17 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     # L_Q̂(ψ): a ~ ζ_ψ̄(·|s), drawn afresh for every replayed state
     probs = zeta(tq_hat, avail, config.entropy_alpha, config.zeta_epsilon)
     sampled = jax.random.categorical(key, jnp.log(probs), axis=-1).astype(jnp.int32)  # [B, T, N]
-    q_hat_sampled = jnp.take_along_axis(q_hat, sampled[..., None], -1)[..., 0]
-    actor_loss = jnp.mean(optimistic_actor_loss(
-        q_hat_sampled, q_crit(critic_params, batch.global_state, sampled), config.optimism_beta, config.exp_shift))
+    q_hat_sampled = jnp.take_along_axis(q_hat, sampled[..., None], -1)[..., 0]  # [B, T, N]
+    q_tilde_sampled = q_crit(critic_params, batch.global_state, sampled)  # [B, T]
+    m = exp_shift(q_hat_sampled, q_tilde_sampled, config)
+    actor_loss = jnp.mean(optimistic_actor_loss(q_hat_sampled, q_tilde_sampled, config.optimism_beta, m))
 
     # L_extra(ψ): no agent's value of its greedy action above the critic's value of the greedy joint action
     greedy = op.masked_argmax(jax.lax.stop_gradient(q_hat), avail)
     q_hat_greedy = jnp.take_along_axis(q_hat, greedy[..., None], -1)[..., 0]
     q_tilde_greedy = q_crit(critic_params, batch.global_state, greedy)
     extra_loss = jnp.mean(jnp.maximum(q_hat_greedy - q_tilde_greedy[..., None], 0.0) ** 2)
+    extra_loss = extra_loss * jnp.exp(-config.optimism_beta * m)  # the same e^{−βm} as L_Q̂: ψ's step keeps its direction
 
     metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "extra_loss": extra_loss,
                "q_tilde": jnp.mean(q_tilde), "q_hat_greedy": jnp.mean(q_hat_greedy)}

@@ -54,6 +54,7 @@ class OffPolicyConfig:
     target_update_episodes: int = 200  # hard target copy every this many windows (EPyMARL 200 episodes)
     target_tau: float = 0.0  # > 0: soft update θ̄ ← τθ + (1−τ)θ̄ every gradient step instead
     double_q: bool = True  # next action from the online agents, valued by the target (EPyMARL)
+    truncation_bootstrap: bool = True  # bootstrap at a time limit; False = the limit ends the game (finite horizon)
     standardise_rewards: bool = True  # EPyMARL's running mean/std reward standardisation
     # agents
     agent: Literal["gru", "mlp"] = "gru"  # EPyMARL's rnn agent (fc-GRU-fc) or a 3-layer MLP
@@ -318,9 +319,10 @@ def unroll_batch(agents: Agents, params, batch: Transition):
 def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:
     """TD(λ) targets [B, T] (or [B, T, N]) from the team reward and next values of a batch of windows."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
+    terminated = batch.terminated if config.truncation_bootstrap else done
     reward = batch.reward[..., 0]
     if next_value.ndim == 3:  # per-agent values (independent learners)
         reward = jnp.broadcast_to(reward[..., None], next_value.shape)
     return jax.vmap(lambda r, term, d, v: lambda_returns(r, term, d, v, config.gamma, config.td_lambda))(
-        reward, batch.terminated, done, next_value
+        reward, terminated, done, next_value
     )
