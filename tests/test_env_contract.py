@@ -9,7 +9,7 @@ defaults do not suit a test:
   without an entry here fails `test_env_builds` with a message saying where to add one.
 
 Envs tagged "host" (non-JAX bridges, run from a Python loop) are only checked for their spec and
-for reset/step outside of jit.
+for one reset/step through the host API (`ts = env.reset(seed)`, `ts = env.step(actions)`), not jitted.
 """
 
 from __future__ import annotations
@@ -31,12 +31,15 @@ SMALL_PARAMS: dict[str, dict] = {
     **{name: dict(grid_size=6, n_agents=3, n_stags=2, time_limit=40)
        for name in ("predator-prey", "predator-prey:p0", "predator-prey:p-0.5", "predator-prey:p-1.5",
                     "predator-prey:p-2")},
+    "mabrax": dict(episode_length=20),
 }
 
 # prefix family -> function(tiny_npz_path) -> the argument after "name:"
 PREFIX_ARGS = {
     "tabular": lambda tiny_npz: tiny_npz,
     "smax": lambda tiny_npz: "3m",
+    "mabrax": lambda tiny_npz: "hopper_3x1",  # one task (Brax compiles slowly); tests/test_mabrax_bridge.py has all
+    "pettingzoo": lambda tiny_npz: "mpe2.simple_spread_v3",
 }
 
 N_VMAP = 8
@@ -111,12 +114,20 @@ def _one_step(env, key):
     return ts0, ts1
 
 
+def _one_step_host(env, key):
+    """The same through the host API (numpy, no explicit state): the env is seeded from the key."""
+    k_reset, k_act = jax.random.split(key)
+    ts0 = env.reset(int(jax.random.randint(k_reset, (), 0, 2**31 - 1)))
+    actions = np.asarray(_sample_actions(k_act, env.spec, jnp.asarray(ts0.avail_actions)))
+    return ts0, env.step(actions)
+
+
 class _Case(SimpleNamespace):
     """One env and its jitted programs; each is compiled once and shared by the tests of this env."""
 
     def one_step(self, key):
         if "_one_step" not in self.__dict__:
-            self._one_step = partial(_one_step, self.env) if _is_host(self.entry) else jax.jit(
+            self._one_step = partial(_one_step_host, self.env) if _is_host(self.entry) else jax.jit(
                 partial(_one_step, self.env))
         return self._one_step(key)
 

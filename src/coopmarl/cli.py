@@ -241,6 +241,11 @@ def main(argv=None) -> int:
     except (ConfigError, UnknownNameError, ParamError, GameValidationError, FileNotFoundError) as e:
         print(f"coopmarl: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional extra is missing: our bridges say which one to install
+        if "pip install" not in str(e):
+            raise
+        print(f"coopmarl: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -67,11 +67,20 @@ def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple
     return n_chunks, math.ceil(total_iters / n_chunks)
 
 
+def env_actions(spec) -> Callable:
+    """What the env receives: continuous actions clipped to [low, high]. The transition keeps the
+    algorithm's own (unclipped) sample, on which its log-probabilities are computed."""
+    if spec.discrete:
+        return lambda actions: actions
+    return lambda actions: jnp.clip(actions, spec.low, spec.high)
+
+
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
     rollout_length, n_envs = _iteration_size(algo, config, env.spec)
     wrapped = AutoReset(env)
     fresh_carry = algo.init_carry(env.spec, config)
+    to_env = env_actions(env.spec)
 
     def env_step(train_state, carry_env, key):
         env_state, ts, agent_carry = carry_env
@@ -80,7 +89,7 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
         actions, next_carry = jax.vmap(
             lambda c, o, a, k: algo.policy_step(train_state, c, o, a, k, explore=True, config=config)
         )(agent_carry, ts.obs, ts.avail_actions, act_keys)
-        env_state, next_ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), env_state, actions)
+        env_state, next_ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), env_state, to_env(actions))
         info = next_ts.info
         done = next_ts.done[..., None]
         transition = Transition(
@@ -177,7 +186,7 @@ def _rollout_eval(algo: Algorithm, env, config, n_episodes: int):
                 actions, agent_carry = algo.policy_step(
                     train_state, agent_carry, ts.obs, ts.avail_actions, k_act, explore=False, config=config
                 )
-                state, ts = env.step(k_env, state, actions)
+                state, ts = env.step(k_env, state, env_actions(env.spec)(actions))
                 ret = ret + alive * ts.reward[0]
                 alive = alive * (1.0 - ts.done.astype(jnp.float32))
                 return (state, ts, agent_carry, ret, alive), None
@@ -206,6 +215,9 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
     that point (each an array over seeds).
     """
+    if getattr(env, "host", False):  # a non-JAX env (pettingzoo:…): the same algorithm, from a Python loop
+        from coopmarl.host_runner import train_host
+        return train_host(algo, env, config, run, on_chunk, progress)
     rollout_length, n_envs = _iteration_size(algo, config, env.spec)
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)

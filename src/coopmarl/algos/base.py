@@ -104,6 +104,7 @@ def list_algos() -> list[Algorithm]:
 
 
 def _load_all():
+    import coopmarl.algos.ppo  # noqa: F401
     import coopmarl.algos.maosdqn  # noqa: F401
     import coopmarl.algos.qmix  # noqa: F401
     import coopmarl.exact.baselines  # noqa: F401

@@ -1,3 +1,4 @@
 """Bridges to other packages' environments, presented under coopmarl's env contract."""
 
-from coopmarl.envs.bridges import jaxmarl  # noqa: F401  (registers smax:MAP)
+# registration: smax:MAP and mabrax:TASK (jaxmarl), pettingzoo:MODULE (host envs)
+from coopmarl.envs.bridges import jaxmarl, pettingzoo  # noqa: F401

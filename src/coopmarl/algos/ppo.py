@@ -1,0 +1,454 @@
+"""The policy-gradient family on one page: IA2C, MAA2C, IPPO, IPPO-KL, MAPPO, DPO and DPO's ablations.
+
+Every algorithm here is the same three functions with a different default config:
+
+    loss      "a2c"  −mean(log π(a|o) Â)                                        (Mnih et al. 2016)
+              "clip" −mean(min(ρ Â, clip(ρ, 1 ± ε) Â))                          (PPO eq. 7)
+              "kl"   −mean(ρ Â) + β_KL mean(KL)                                  (PPO eq. 8; IPPO-KL)
+              "dpo"  −mean(ρ Â) + β√ mean(√KL) + β_KL mean(KL)                   (DPO eq. 20)
+    critic    "local"   V^i(o_i), a decentralised critic (IA2C, IPPO, DPO; DPO eq. 8)
+              "central" V(s) from the env's `global_state` (MAA2C, MAPPO)
+    share_parameters   one network for all agents + one-hot agent id (EPyMARL), or one per agent (DPO)
+
+with ρ = π(a|o) / π_old(a|o) and KL = KL(π_old(·|o_i) ‖ π(·|o_i)) per sample (π_old = the policy that
+collected the batch). The KL coefficients adapt once per update and per agent (DPO eq. 21):
+β·=ω when the mean KL exceeds d_target·δ, β/=ω when it is below d_target/δ, clipped to [1e-3, 1e3].
+
+DPO's eq. (20) maximises (1/N) L^i − β√ √KL − β_KL KL; like REFERENCE.md's loss (the authors' code) we
+drop the 1/N — with adaptive coefficients it only rescales β. A coefficient initialised at 0 stays 0:
+that is how the ablations `dpo-no-sqrt` (β√ = 0, the same maths as IPPO-KL) and `dpo-no-kl` are made.
+
+One update (`update`): values and the old policy on the batch [T, E] → GAE(γ, λ) (a `terminated` step
+does not bootstrap, a `truncated` one bootstraps from V(next_obs), and no advantage flows across an
+episode end) → optionally normalised advantages, per agent → `n_epochs` passes over `n_minibatches`
+shuffled minibatches of the T·E samples → adapt the coefficients on the KL of the final policy.
+Gradient norms are clipped per network and, with per-agent parameters, per agent, so no agent's step
+depends on another's gradients.
+
+Continuous actions: `act` returns the *unclipped* Gaussian sample, which is what the runner stores and
+what the log-probabilities are computed on; the runner clips what the env receives to [low, high]
+(`runner.env_actions`). The greedy action (the mean) is clipped in `act`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.envs.core import EnvSpec
+from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
+from coopmarl.nets.policy import Actor, AgentNets, Critic
+
+LOSSES = ("a2c", "clip", "kl", "dpo")
+CRITICS = ("local", "central")
+SQRT_RULES = ("sqrt_target", "paper")
+
+
+@dataclass(frozen=True)
+class PGConfig:
+    """Defaults = DPO (Su & Lu), App. B Table 2 and REFERENCE.md's DPO section unless marked otherwise.
+
+    d_target (`kl_target`) is per environment in the paper: stochastic game 0.1, MPE 0.01, MuJoCo 0.001,
+    SMAC 0.02; the default is MPE's. `sqrt_coef_rule`: "sqrt_target" adapts β√ on mean(√KL) against
+    √d_target (REFERENCE.md, the authors' code); "paper" adapts it on mean(KL) against d_target, as
+    eq. (21) prints it for both coefficients.
+    """
+
+    loss: str = "dpo"  # one of LOSSES
+    critic: str = "local"  # one of CRITICS
+    share_parameters: bool = False  # DPO §4: "agents do not use parameter-sharing"
+    hidden_sizes: tuple[int, ...] = (128, 128, 128)  # DPO App. B: 3-layer MLPs, 128 units
+    activation: str = "relu"  # DPO App. B
+    init_log_std: float = 0.0  # Gaussian policies: σ = 1 at start (MAPPO code's DiagGaussian)
+    actor_lr: float = 5e-4  # DPO Table 2
+    critic_lr: float = 5e-4  # DPO Table 2
+    adam_eps: float = 1e-5  # MAPPO code (`opti_eps`)
+    max_grad_norm: float = 10.0  # REFERENCE.md (authors' code, MAPPO default)
+    n_epochs: int = 15  # DPO Table 2
+    n_minibatches: int = 1  # REFERENCE.md (authors' code)
+    gamma: float = 0.99  # REFERENCE.md
+    gae_lambda: float = 0.95  # REFERENCE.md
+    normalize_advantages: bool = True  # REFERENCE.md
+    entropy_coef: float = 0.01  # REFERENCE.md
+    value_coef: float = 1.0  # MAPPO code (`value_loss_coef`); actor and critic are separate networks
+    clip_value: bool = False  # MAPPO's clipped value loss (Yu et al. 2022); off in DPO/IPPO
+    value_clip_eps: float = 0.2
+    clip_eps: float = 0.2  # loss="clip": DPO Table 2 for IPPO (Schulman et al. 2017)
+    kl_target: float = 0.01  # d_target, DPO §4.2 (MPE); see the docstring
+    kl_coef_init: float = 0.01  # β_KL (β_2^i) at start: DPO Table 2 (authors' code: 1.0)
+    sqrt_kl_coef_init: float = 0.01  # β√ (β_1^i) at start: DPO Table 2 (authors' code: 1.0)
+    adapt_delta: float = 1.5  # δ, DPO eq. (21) and Table 2
+    adapt_omega: float = 2.0  # ω, DPO eq. (21) and Table 2
+    coef_min: float = 1e-3  # REFERENCE.md (authors' code)
+    coef_max: float = 1e3  # REFERENCE.md (authors' code)
+    per_agent_coefs: bool = True  # β_j^i per agent i (DPO eq. 20-21); False: one β from the mean KL of all agents
+    sqrt_coef_rule: str = "sqrt_target"  # one of SQRT_RULES; see the docstring
+    rollout_length: int = 25  # steps per env per update (MPE episode length, DPO §4.2)
+    n_envs: int = 16  # parallel envs (a CPU-friendly choice)
+
+    def __post_init__(self):
+        for name, value, choices in (("loss", self.loss, LOSSES), ("critic", self.critic, CRITICS),
+                                     ("sqrt_coef_rule", self.sqrt_coef_rule, SQRT_RULES),
+                                     ("activation", self.activation, ("relu", "tanh"))):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        if min(self.n_epochs, self.n_minibatches, self.rollout_length, self.n_envs) < 1:
+            raise ValueError("n_epochs, n_minibatches, rollout_length and n_envs must be >= 1")
+        if (self.rollout_length * self.n_envs) % self.n_minibatches:
+            raise ValueError(f"n_minibatches={self.n_minibatches} must divide rollout_length * n_envs = "
+                             f"{self.rollout_length * self.n_envs}")
+        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
+            raise ValueError("gamma and gae_lambda must be in [0, 1]")
+        if min(self.actor_lr, self.critic_lr, self.max_grad_norm, self.kl_target, self.clip_eps) <= 0:
+            raise ValueError("actor_lr, critic_lr, max_grad_norm, kl_target and clip_eps must be > 0")
+        if self.adapt_delta <= 1.0 or self.adapt_omega <= 1.0 or not 0.0 < self.coef_min <= self.coef_max:
+            raise ValueError("need adapt_delta > 1, adapt_omega > 1 and 0 < coef_min <= coef_max")
+        if min(self.kl_coef_init, self.sqrt_kl_coef_init, self.entropy_coef, self.value_coef) < 0:
+            raise ValueError("kl_coef_init, sqrt_kl_coef_init, entropy_coef and value_coef must be >= 0")
+
+
+# ---- the registered presets (only their defaults differ) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DPOConfig(PGConfig):
+    """DPO (Su & Lu): eq. (20) with adaptive β√, β_KL (eq. 21); per-agent actor and critic."""
+
+
+@dataclass(frozen=True)
+class DPONoSqrtConfig(PGConfig):
+    """DPO w/o sqrt (DPO §4.5): β√ = 0 — "the same as IPPO-KL"."""
+
+    sqrt_kl_coef_init: float = 0.0
+
+
+@dataclass(frozen=True)
+class DPONoKLConfig(PGConfig):
+    """DPO w/o kl (DPO §4.5): β_KL = 0."""
+
+    kl_coef_init: float = 0.0
+
+
+@dataclass(frozen=True)
+class IPPOConfig(PGConfig):
+    """IPPO as DPO's baseline (de Witt et al. 2020; DPO App. B): ratio clip 0.2, otherwise DPO's settings."""
+
+    loss: str = "clip"
+
+
+@dataclass(frozen=True)
+class IPPOKLConfig(PGConfig):
+    """IPPO-KL (DPO App. C): every agent runs PPO's adaptive-KL version (PPO eq. 8) with DPO's settings."""
+
+    loss: str = "kl"
+
+
+@dataclass(frozen=True)
+class MAPPOConfig(PGConfig):
+    """MAPPO, EPyMARL style (`mappo.yaml`: shared parameters + agent id, centralised V(s), 4 epochs, clip 0.2,
+    lr 5e-4, entropy 0.01, hidden 64, grad clip 10) with Yu et al.'s clipped value loss; MLP, not GRU."""
+
+    loss: str = "clip"
+    critic: str = "central"
+    share_parameters: bool = True
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    n_epochs: int = 4
+    clip_value: bool = True
+
+
+@dataclass(frozen=True)
+class MAA2CConfig(PGConfig):
+    """MAA2C, EPyMARL style (`maa2c.yaml`: shared parameters + agent id, centralised V(s), lr 5e-4, entropy
+    0.01, hidden 64); GAE instead of EPyMARL's 5-step returns and target critic; MLP, not GRU."""
+
+    loss: str = "a2c"
+    critic: str = "central"
+    share_parameters: bool = True
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    n_epochs: int = 1
+
+
+@dataclass(frozen=True)
+class IA2CConfig(MAA2CConfig):
+    """IA2C, EPyMARL style (`ia2c.yaml`): MAA2C with a decentralised critic V(o_i)."""
+
+    critic: str = "local"
+
+
+# ---- state and networks ---------------------------------------------------------------------------------
+
+
+class PGState(struct.PyTreeNode):
+    actor_params: Any
+    critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    beta_kl: jax.Array  # [N] β_KL^i (β_2^i)
+    beta_sqrt: jax.Array  # [N] β√^i (β_1^i)
+    n_updates: jax.Array
+    spec: EnvSpec = struct.field(pytree_node=False)
+
+
+def _nets(spec: EnvSpec, config: PGConfig) -> tuple[AgentNets, AgentNets]:
+    n_out = spec.n_actions if spec.discrete else spec.action_dim
+    actor = Actor(n_out, not spec.discrete, config.hidden_sizes, config.activation, config.init_log_std)
+    critic = Critic(config.hidden_sizes, config.activation)
+    return (AgentNets(actor, spec.n_agents, config.share_parameters),
+            AgentNets(critic, spec.n_agents, config.share_parameters))
+
+
+def _optimisers(config: PGConfig):
+    return (optax.adam(config.actor_lr, eps=config.adam_eps), optax.adam(config.critic_lr, eps=config.adam_eps))
+
+
+def _policy(spec: EnvSpec, config: PGConfig, actor_params, obs, avail):
+    """π(·|o_i) for every agent: obs [..., N, obs_dim] -> a distribution with batch shape [..., N]."""
+    out = _nets(spec, config)[0].apply(actor_params, obs)
+    return Categorical.masked(out, avail) if spec.discrete else DiagGaussian(*out)
+
+
+def _values(spec: EnvSpec, config: PGConfig, critic_params, obs, global_state):
+    """V^i(o_i) (local) or V(s) seen by every agent (central): [..., N]."""
+    if config.critic == "central":
+        obs = jnp.broadcast_to(global_state[..., None, :], obs.shape[:-1] + global_state.shape[-1:])
+    return _nets(spec, config)[1].apply(critic_params, obs)
+
+
+def init(key, spec: EnvSpec, config: PGConfig, model=None) -> PGState:
+    actor_net, critic_net = _nets(spec, config)
+    k_actor, k_critic = jax.random.split(key)
+    critic_in = spec.state_dim if config.critic == "central" else spec.obs_dim
+    actor_params = actor_net.init(k_actor, spec.obs_dim)
+    critic_params = critic_net.init(k_critic, critic_in)
+    actor_tx, critic_tx = _optimisers(config)
+    n = spec.n_agents
+    return PGState(
+        actor_params=actor_params, critic_params=critic_params,
+        actor_opt=actor_tx.init(actor_params), critic_opt=critic_tx.init(critic_params),
+        beta_kl=jnp.full((n,), config.kl_coef_init, jnp.float32),
+        beta_sqrt=jnp.full((n,), config.sqrt_kl_coef_init, jnp.float32),
+        n_updates=jnp.int32(0), spec=spec,
+    )
+
+
+def act(state: PGState, obs, avail_actions, key, *, explore: bool, config: PGConfig):
+    """Decentralised: agent n's action depends on obs[n] (and n) only. explore: sample; else greedy / mean."""
+    pi = _policy(state.spec, config, state.actor_params, obs, avail_actions)
+    if explore:
+        return pi.sample(key)  # continuous: unclipped (see the module docstring)
+    actions = pi.mode()
+    return actions if state.spec.discrete else jnp.clip(actions, state.spec.low, state.spec.high)
+
+
+def policy(state: PGState, config: PGConfig):
+    """Tabular games (one-hot state observations): the policy table [N, S, A] for exact evaluation."""
+    spec = state.spec
+    obs = jnp.broadcast_to(jnp.eye(spec.obs_dim)[:, None, :], (spec.obs_dim, spec.n_agents, spec.obs_dim))
+    pi = _policy(spec, config, state.actor_params, obs, jnp.ones((spec.obs_dim, spec.n_agents, spec.n_actions), bool))
+    return jnp.swapaxes(pi.probs(), 0, 1)
+
+
+# ---- advantages ------------------------------------------------------------------------------------------
+
+
+def gae(reward, values, next_values, terminated, truncated, gamma: float, lam: float):
+    """GAE(γ, λ) over a window [T, E, N] (Schulman et al. 2016, eq. 16) -> (advantages, value targets).
+
+    δ_t = r_t + γ (1 − terminated_t) V(o'_t) − V(o_t), with o'_t the true next observation (also after
+    a truncation); Â_t = δ_t + γλ (1 − done_t) Â_{t+1}, so nothing flows across an episode end, and the
+    window's last step keeps only its own δ (it bootstraps from V(o'_T))."""
+    term = terminated[..., None].astype(jnp.float32)
+    done = jnp.logical_or(terminated, truncated)[..., None].astype(jnp.float32)
+    delta = reward + gamma * (1.0 - term) * next_values - values
+
+    def backward(next_adv, x):
+        delta_t, done_t = x
+        adv = delta_t + gamma * lam * (1.0 - done_t) * next_adv
+        return adv, adv
+
+    _, adv = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, done), reverse=True)
+    return adv, adv + values
+
+
+# ---- losses ----------------------------------------------------------------------------------------------
+
+
+class Samples(NamedTuple):
+    """The batch flattened to samples [B, N, ...] (B = T·E), what the minibatches are cut from."""
+
+    obs: jax.Array
+    critic_in: Any  # (obs, global_state) for `_values`
+    avail: jax.Array
+    actions: jax.Array
+    old_pi: Any  # the distribution that collected the data
+    old_logp: jax.Array
+    old_values: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+
+
+def agent_losses(spec: EnvSpec, config: PGConfig, actor_params, critic_params, beta_kl, beta_sqrt, mb: Samples):
+    """Per-agent losses [N] on a minibatch (means over its samples), and their parts for logging."""
+    pi = _policy(spec, config, actor_params, mb.obs, mb.avail)
+    logp = pi.log_prob(mb.actions)
+    ratio = jnp.exp(logp - mb.old_logp)
+    adv = mb.advantages
+    kl = mb.old_pi.kl(pi)  # KL(π_old(·|o) ‖ π(·|o)) per sample [B, N]
+    if config.loss == "a2c":
+        pg = -jnp.mean(logp * adv, 0)  # policy-gradient theorem, Â as the critic's advantage (A2C)
+    elif config.loss == "clip":
+        clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+        pg = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv), 0)  # PPO eq. (7)
+    else:
+        pg = -jnp.mean(ratio * adv, 0)  # the surrogate L^i_{π_old}(π^i): DPO eq. (7), (20)
+    penalty = jnp.zeros_like(pg)
+    if config.loss in ("kl", "dpo"):
+        penalty += beta_kl * jnp.mean(kl, 0)  # β_2^i D_KL: DPO eq. (20); PPO eq. (8)
+    if config.loss == "dpo":
+        penalty += beta_sqrt * jnp.mean(safe_sqrt(kl), 0)  # β_1^i √D_KL, √ per sample: DPO eq. (20)
+    entropy = jnp.mean(pi.entropy(), 0)
+    actor_loss = pg + penalty - config.entropy_coef * entropy
+
+    values = _values(spec, config, critic_params, *mb.critic_in)
+    value_err = jnp.square(values - mb.returns)  # DPO eq. (8), y = the GAE return
+    if config.clip_value:  # MAPPO (Yu et al. 2022): max of the plain and the clipped error
+        clipped_v = mb.old_values + jnp.clip(values - mb.old_values, -config.value_clip_eps, config.value_clip_eps)
+        value_err = jnp.maximum(value_err, jnp.square(clipped_v - mb.returns))
+    value_loss = jnp.mean(value_err, 0)
+    parts = {"policy_loss": pg, "value_loss": value_loss, "entropy": entropy, "minibatch_kl": jnp.mean(kl, 0),
+             "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), 0)}
+    return actor_loss, config.value_coef * value_loss, parts
+
+
+def adapt_coef(beta, measured, target, config: PGConfig):
+    """DPO eq. (21) (PPO's adaptive KL rule): ×ω when measured > target·δ, ÷ω when < target/δ, then
+    clipped to [coef_min, coef_max]; a coefficient at 0 is switched off and stays 0."""
+    beta = jnp.where(measured > target * config.adapt_delta, beta * config.adapt_omega,
+                     jnp.where(measured < target / config.adapt_delta, beta / config.adapt_omega, beta))
+    return jnp.where(beta > 0.0, jnp.clip(beta, config.coef_min, config.coef_max), 0.0)
+
+
+def clip_grad_norm(grads, max_norm: float, per_agent: bool):
+    """Scale gradients to norm <= max_norm: over the whole tree, or for each agent's slice of stacked params."""
+    leaves = jax.tree.leaves(grads)
+    if per_agent:
+        sq = sum(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1) for g in leaves)  # [N]
+    else:
+        sq = sum(jnp.sum(jnp.square(g)) for g in leaves)
+    norm = jnp.sqrt(sq)
+    scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+    scaled = jax.tree.map(lambda g: g * jnp.reshape(scale, scale.shape + (1,) * (g.ndim - scale.ndim)), grads)
+    return scaled, norm
+
+
+# ---- update ----------------------------------------------------------------------------------------------
+
+
+def update(state: PGState, data, key, *, config: PGConfig):
+    spec = state.spec
+    n_batch = data.reward.shape[0] * data.reward.shape[1]
+    per_agent = not config.share_parameters
+    old_pi = _policy(spec, config, state.actor_params, data.obs, data.avail_actions)
+    values = _values(spec, config, state.critic_params, data.obs, data.global_state)
+    next_values = _values(spec, config, state.critic_params, data.next_obs, data.next_global_state)
+    advantages, returns = gae(data.reward, values, next_values, data.terminated, data.truncated,
+                              config.gamma, config.gae_lambda)
+    if config.normalize_advantages:  # per agent, over the whole batch
+        mean, std = advantages.mean((0, 1)), advantages.std((0, 1))
+        advantages = (advantages - mean) / (std + 1e-5)  # eps as in the MAPPO code
+    flat = lambda x: jnp.reshape(x, (n_batch,) + x.shape[2:])  # noqa: E731
+    samples = jax.tree.map(flat, Samples(
+        obs=data.obs, critic_in=(data.obs, data.global_state), avail=data.avail_actions, actions=data.actions,
+        old_pi=old_pi, old_logp=old_pi.log_prob(data.actions), old_values=values,
+        advantages=advantages, returns=returns,
+    ))
+    actor_tx, critic_tx = _optimisers(config)
+    reduce = jnp.sum if per_agent else jnp.mean  # per agent: agent i's gradient is that of its own loss
+
+    def minibatch_step(carry, mb):
+        actor_params, critic_params, actor_opt, critic_opt = carry
+
+        def total(ap, cp):
+            actor_loss, value_loss, parts = agent_losses(spec, config, ap, cp, state.beta_kl, state.beta_sqrt, mb)
+            return reduce(actor_loss) + reduce(value_loss), parts
+
+        (_, parts), (g_actor, g_critic) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
+            actor_params, critic_params)
+        g_actor, actor_norm = clip_grad_norm(g_actor, config.max_grad_norm, per_agent)
+        g_critic, critic_norm = clip_grad_norm(g_critic, config.max_grad_norm, per_agent)
+        step, actor_opt = actor_tx.update(g_actor, actor_opt, actor_params)
+        actor_params = optax.apply_updates(actor_params, step)
+        step, critic_opt = critic_tx.update(g_critic, critic_opt, critic_params)
+        critic_params = optax.apply_updates(critic_params, step)
+        parts = {k: jnp.mean(v) for k, v in parts.items()}
+        parts.update(actor_grad_norm=jnp.mean(actor_norm), critic_grad_norm=jnp.mean(critic_norm))
+        return (actor_params, critic_params, actor_opt, critic_opt), parts
+
+    def epoch(carry, k):
+        perm = jax.random.permutation(k, n_batch)
+        shuffled = jax.tree.map(
+            lambda x: jnp.reshape(x[perm], (config.n_minibatches, n_batch // config.n_minibatches) + x.shape[1:]),
+            samples)
+        return jax.lax.scan(minibatch_step, carry, shuffled)
+
+    carry = (state.actor_params, state.critic_params, state.actor_opt, state.critic_opt)
+    (actor_params, critic_params, actor_opt, critic_opt), parts = jax.lax.scan(
+        epoch, carry, jax.random.split(key, config.n_epochs))
+
+    # DPO eq. (21), once per update: the mean KL(π_old ‖ π_new) of each agent over the batch
+    kl = old_pi.kl(_policy(spec, config, actor_params, data.obs, data.avail_actions))  # [T, E, N]
+    mean_kl, mean_sqrt_kl = kl.mean((0, 1)), safe_sqrt(kl).mean((0, 1))
+    if not config.per_agent_coefs:
+        mean_kl, mean_sqrt_kl = (jnp.broadcast_to(x.mean(), x.shape) for x in (mean_kl, mean_sqrt_kl))
+    beta_kl, beta_sqrt = state.beta_kl, state.beta_sqrt
+    if config.loss in ("kl", "dpo"):
+        beta_kl = adapt_coef(beta_kl, mean_kl, config.kl_target, config)
+    if config.loss == "dpo":
+        if config.sqrt_coef_rule == "sqrt_target":
+            beta_sqrt = adapt_coef(beta_sqrt, mean_sqrt_kl, jnp.sqrt(config.kl_target), config)
+        else:
+            beta_sqrt = adapt_coef(beta_sqrt, mean_kl, config.kl_target, config)
+
+    new_state = state.replace(actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt,
+                              critic_opt=critic_opt, beta_kl=beta_kl, beta_sqrt=beta_sqrt,
+                              n_updates=state.n_updates + 1)
+    metrics = {k: jnp.mean(v) for k, v in parts.items()}
+    metrics.update(kl=jnp.mean(kl), sqrt_kl=jnp.mean(safe_sqrt(kl)), advantage_std=jnp.std(advantages))
+    if config.loss in ("kl", "dpo"):  # the coefficients in use (means over agents)
+        metrics["beta_kl"] = jnp.mean(beta_kl)
+    if config.loss == "dpo":
+        metrics["beta_sqrt"] = jnp.mean(beta_sqrt)
+    return new_state, metrics
+
+
+# ---- registration ----------------------------------------------------------------------------------------
+
+_PRESETS = (
+    ("ia2c", IA2CConfig, "independent A2C: decentralised critics V(o_i), EPyMARL defaults", "EPyMARL ia2c"),
+    ("maa2c", MAA2CConfig, "multi-agent A2C: centralised critic V(s), EPyMARL defaults", "EPyMARL maa2c"),
+    ("ippo", IPPOConfig, "independent PPO (ratio clip), per-agent networks, DPO paper's settings",
+     "de Witt et al. 2020; DPO App. B"),
+    ("ippo-kl", IPPOKLConfig, "independent PPO with the adaptive KL penalty (PPO eq. 8), DPO's settings",
+     "Schulman et al. 2017 §4; DPO App. C"),
+    ("mappo", MAPPOConfig, "MAPPO: ratio clip, centralised critic V(s), shared parameters (EPyMARL defaults)",
+     "Yu et al. 2022; EPyMARL mappo"),
+    ("dpo", DPOConfig, "DPO: -ρÂ + β√·√KL + β_KL·KL with adaptive per-agent β (eq. 20-21), no sharing",
+     "DPO (Su & Lu) eq. (20), (21), Alg. 1"),
+    ("dpo-no-sqrt", DPONoSqrtConfig, "DPO ablation w/o sqrt (β√ = 0; = IPPO-KL)", "DPO §4.5"),
+    ("dpo-no-kl", DPONoKLConfig, "DPO ablation w/o kl (β_KL = 0)", "DPO §4.5"),
+)
+
+ALGOS: dict[str, Algorithm] = {}
+for _name, _cls, _description, _paper in _PRESETS:
+    ALGOS[_name] = register_algo(Algorithm(
+        name=_name, description=_description, config_cls=_cls, init=init, act=act, update=update, policy=policy,
+        requires=("discrete", "continuous"), paper=_paper,
+    ))
