@@ -172,3 +172,30 @@ def test_maosql_lbf_preset_runs_and_reports_table6(tmp_path):
     assert (out / "table.md").exists() and (out / "lbf_5x5-2p-1f-coop.png").exists()
     with pytest.raises(ConfigError, match="scale"):
         run_experiment("maosql-lbf", tmp_path / "bad", {"scale": "gpu"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["predator-prey:p-2", "mpe:spread", "smax:3m", "tensor", "three-state"])
+@pytest.mark.parametrize("algo", ["iql", "qmix", "qplex", "remix", "maosdqn"])
+def test_value_algorithms_train_on_every_discrete_env_family(algo, env):
+    small = ["n_envs=2", "rollout_length=10", "batch_size=4", "buffer_size=8", "agent=mlp"]
+    if algo == "remix":
+        small += ["recent_buffer_size=4", "recent_batch_size=2"]
+    r = resolve(algo, env, small)
+    result = train(r.algo, r.env, r.config, RunConfig(total_steps=160, n_seeds=1, log_points=2, eval_episodes=1),
+                   progress=False)
+    assert np.isfinite(result.final()["loss"]).all() and np.isfinite(result.final()["eval_return"]).all()
+
+
+def test_orthogonal_init_is_orthogonal_without_lapack():
+    from coopmarl.nets.init import orthogonal
+
+    for shape in [(64, 64), (10, 128), (128, 6)]:
+        w = np.asarray(orthogonal(2.0)(jax.random.PRNGKey(0), shape))
+        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, 4.0 * np.eye(min(shape)), atol=1e-4)
+    jaxpr = str(jax.make_jaxpr(jax.vmap(lambda k: orthogonal()(k, (32, 32))))(jax.random.split(jax.random.PRNGKey(0), 4)))
+    import re
+
+    assert not re.search(r"\bqr\b|geqrf|householder", jaxpr)  # no LAPACK kernel (see nets/init.py)
+    assert re.search(r"\bqr\b", str(jax.make_jaxpr(jnp.linalg.qr)(jnp.eye(3))))  # the check can fail

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from coopmarl.nets.init import orthogonal
+
 
 class AgentQNet(nn.Module):
     """fc -> ReLU -> GRU (or a second fc -> ReLU) -> Q head; optionally a dueling head V + A - mean(A)."""
@@ -28,7 +30,7 @@ class AgentQNet(nn.Module):
     def __call__(self, carry, x):
         h = nn.relu(nn.Dense(self.hidden)(x))
         if self.recurrent:
-            carry, h = nn.GRUCell(self.hidden)(carry, h)
+            carry, h = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal())(carry, h)
         else:
             h = nn.relu(nn.Dense(self.hidden)(h))
         if self.dueling:  # Wang et al. 2016, used by MAOSDQN (App. C)
