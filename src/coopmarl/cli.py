@@ -1,4 +1,4 @@
-"""`coopmarl` command line: list, train, reproduce, solve, render, plot."""
+"""`coopmarl` command line: list, train, eval, reproduce, solve, render, plot."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ USAGE_EXAMPLES = """examples:
   coopmarl solve three-state
   coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
+  coopmarl train qmix lbf:5x5-2p-1f-coop checkpoint_every=10 --out runs/q
+  coopmarl eval runs/q --episodes 100
+  coopmarl render --run runs/q --seed-index 0 --out q.gif
 """
 
 
@@ -64,15 +67,16 @@ def cmd_list(args):
 def cmd_train(args):
     from coopmarl.config import resolve
     from coopmarl.outputs import RunWriter, default_run_dir, summarise
-    from coopmarl.runner import train
+    from coopmarl.runner import check_checkpointing, train
 
     resolved = resolve(args.algo, args.env, args.overrides, n_seeds=args.seeds, seed=args.seed)
+    check_checkpointing(resolved.env, resolved.run)
     run_dir = Path(args.out) if args.out else default_run_dir(resolved.algo.name, resolved.env_name)
     seeds = list(range(resolved.run.seed, resolved.run.seed + resolved.run.n_seeds))
     writer = RunWriter(run_dir, resolved.as_dict(), seeds)
     start = time.time()
     result = train(resolved.algo, resolved.env, resolved.config, resolved.run, on_chunk=writer.on_chunk,
-                   progress=not args.quiet)
+                   progress=not args.quiet, on_checkpoint=writer.on_checkpoint)
     writer.finish(result, time.time() - start)
     summary = summarise(result)
     rows = [[k, f"{v['mean']:.4g}" if v["mean"] is not None else "nan",
@@ -131,29 +135,51 @@ def cmd_solve(args):
     return 0
 
 
+def cmd_eval(args):
+    from coopmarl.outputs import eval_path, evaluate
+
+    report = evaluate(args.run, episodes=args.episodes, seed=args.seed, step=args.step)
+    names = list(report["metrics"])
+    rows = [[str(seed)] + [_fmt(report["metrics"][n]["per_seed"][i]) for n in names]
+            for i, seed in enumerate(report["seeds"])]
+    rows.append(["mean"] + [_fmt(report["metrics"][n]["mean"]) for n in names])
+    rows.append(["std"] + [_fmt(report["metrics"][n]["std"]) for n in names])
+    how = "exact evaluation" if report["exact"] else f"{report['episodes']} greedy episodes per seed"
+    print(f"{report['algo']} on {report['env']}: {report['checkpoint']} (step {report['step']}), {how}")
+    _print_table("evaluation", ["seed"] + names, rows)
+    print(f"wrote {eval_path(args.run, args.step)}")
+    return 0
+
+
+def _fmt(x) -> str:
+    return "nan" if x is None else f"{x:.4g}"
+
+
 def cmd_render(args):
     import jax
 
     from coopmarl.config import ConfigError, parse_overrides
-    from coopmarl.envs import list_envs, make
-    from coopmarl.render import can_render, rollout_frames, save_gif
+    from coopmarl.envs import make
+    from coopmarl.render import can_render, not_renderable_error, render_run, rollout_frames, save_gif
 
+    if not args.out.lower().endswith(".gif"):
+        raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
+    if args.run is not None:
+        if args.env is not None or args.params:
+            raise ConfigError("give either ENV [params] (random policy) or --run RUN_DIR (its trained policy), "
+                              "not both: a run directory fixes its env")
+        path, n = render_run(args.run, args.out, seed_index=args.seed_index, seed=args.seed,
+                             max_steps=args.max_steps, fps=args.fps, step=args.step)
+        print(f"wrote {path} ({n} frames, greedy policy of seed index {args.seed_index} from {args.run}, "
+              f"episode seed {args.seed})")
+        return 0
+    if args.env is None:
+        raise ConfigError("render needs an environment (coopmarl render ENV --out FILE.gif) "
+                          "or a run directory (coopmarl render --run RUN_DIR --out FILE.gif)")
     params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
     env = make(args.env, **params)
     if not can_render(env):
-        drawable = []
-        for e in list_envs():
-            if e.prefix or "tabular" in e.tags:
-                continue
-            try:
-                if can_render(e.constructor()):
-                    drawable.append(e.name)
-            except Exception:  # an env whose optional extra is missing
-                continue
-        raise ConfigError(f"environment {args.env!r} cannot be rendered. Renderable environments: "
-                          f"{', '.join(drawable) or '(none)'}")
-    if not args.out.lower().endswith(".gif"):
-        raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
+        raise not_renderable_error(args.env)
     frames = rollout_frames(env, jax.random.PRNGKey(args.seed), max_steps=args.max_steps)
     save_gif(frames, args.out, fps=args.fps)
     print(f"wrote {args.out} ({len(frames)} frames, random policy, seed {args.seed})")
@@ -206,11 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--max-states", type=int, default=20, help="states to list (default 20)")
     ps.set_defaults(fn=cmd_solve)
 
-    pg = sub.add_parser("render", help="GIF of one episode of ENV under a random policy")
-    pg.add_argument("env")
+    pe = sub.add_parser("eval", help="greedy evaluation of every seed's checkpointed policy; writes RUN/eval.json")
+    pe.add_argument("run", help="run directory (written by coopmarl train)")
+    pe.add_argument("--episodes", type=int, default=100, help="episodes per seed (default 100; tabular games: exact)")
+    pe.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    pe.add_argument("--step", type=int, default=None, help="an intermediate checkpoint's env step (default: final)")
+    pe.set_defaults(fn=cmd_eval)
+
+    pg = sub.add_parser("render", help="GIF of one episode of ENV (random policy) or of a run's trained policy")
+    pg.add_argument("env", nargs="?", default=None, help="environment (omit with --run)")
     pg.add_argument("params", nargs="*", help="env parameters key=value")
+    pg.add_argument("--run", default=None, help="run directory: roll out its trained greedy policy")
+    pg.add_argument("--seed-index", type=int, default=0, help="with --run: which of the run's seeds (default 0)")
+    pg.add_argument("--step", type=int, default=None, help="with --run: an intermediate checkpoint's env step")
     pg.add_argument("--out", required=True, help="output .gif")
-    pg.add_argument("--seed", type=int, default=0)
+    pg.add_argument("--seed", type=int, default=0, help="episode seed")
     pg.add_argument("--max-steps", type=int, default=None, help="default: the env's horizon")
     pg.add_argument("--fps", type=int, default=5)
     pg.set_defaults(fn=cmd_render)

@@ -4,7 +4,8 @@ progress bar — without recompiling (every chunk has the same static length).
 
 One *iteration* of the scan = `rollout_length` steps in each of `n_envs` auto-resetting envs, then one
 `update` on that [rollout_length, n_envs] batch. For a planner (`uses_env=False`) an iteration is one
-`update` on the model. Checkpointing will hook in at `on_chunk`.
+`update` on the model. Between chunks, `on_chunk` receives the metrics and, every `checkpoint_every`
+chunks, `on_checkpoint` the train state (the run directory's writer saves both).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class RunConfig:
     n_seeds: int = 1
     log_points: int = 50  # number of chunks = evaluation/logging points
     eval_episodes: int = 16  # rollout evaluation episodes (non-tabular envs; tabular games are exact)
+    checkpoint_every: int = 0  # also checkpoint every this many chunks (0: only the final state)
+
+    def __post_init__(self):
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (chunks between checkpoints), got {self.checkpoint_every}")
 
 
 @dataclass
@@ -208,14 +214,43 @@ def _with_regret(eval_fn, optimal_return):
     return evaluate
 
 
+def make_evaluator(algo: Algorithm, env, config, n_episodes: int) -> Callable:
+    """The runner's evaluation, jitted and vmapped over seeds: `(model, train_state, keys) -> metrics`,
+    each metric an array over seeds (`model`: the `TabularGame`, or None). A tabular algorithm on a
+    tabular game is evaluated exactly (`eval_return`, `regret`, the greedy policy's …; `keys` unused);
+    anything else by `n_episodes` greedy (explore=False) episodes (`eval_return`, plus `regret` against
+    the exact optimum on a tabular game)."""
+    if isinstance(env, TabularGame) and algo.policy is not None:
+        exact_fn = _tabular_eval(algo, env, config)
+        return jax.jit(jax.vmap(lambda m, ts, k: exact_fn(m, ts), in_axes=(None, 0, 0)))
+    eval_fn = _rollout_eval(algo, env, config, n_episodes)
+    if isinstance(env, TabularGame):  # a deep learner on a tabular game: report its regret against the exact optimum
+        eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
+    return jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
+
+
+def check_checkpointing(env, run: RunConfig):
+    """Intermediate checkpoints come from the compiled runner's chunks: a host env cannot give them."""
+    if run.checkpoint_every and getattr(env, "host", False):
+        from coopmarl.config import ConfigError  # (config imports this module)
+
+        raise ConfigError(f"checkpoint_every: intermediate checkpoints need a JAX env; {env.spec.name!r} is a "
+                          "host env (set checkpoint_every=0: its final state is still saved)")
+
+
 def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
-          on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True) -> RunResult:
+          on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True,
+          on_checkpoint: Callable[[int, int, Any], None] | None = None) -> RunResult:
     """Train `algo` on `env` for `run.n_seeds` seeds at once; returns curves and final states.
 
     `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
-    that point (each an array over seeds).
+    that point (each an array over seeds). `on_checkpoint(chunk_index, steps, train_state)` is called
+    after every `run.checkpoint_every`-th chunk but the last (whose state is `RunResult.train_state`),
+    with the train state (leading axis = seeds).
     """
     if getattr(env, "host", False):  # a non-JAX env (pettingzoo:…): the same algorithm, from a Python loop
+        if on_checkpoint is not None:
+            check_checkpointing(env, run)
         from coopmarl.host_runner import train_host
         return train_host(algo, env, config, run, on_chunk, progress)
     rollout_length, n_envs = _iteration_size(algo, config, env.spec)
@@ -228,14 +263,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     init_fn, chunk_fn = build_chunk(algo, env, config, iters)
     init_v = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))
     chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))
-    if model is not None and algo.policy is not None:
-        eval_fn = _tabular_eval(algo, env, config)
-        eval_v = jax.jit(jax.vmap(lambda m, ts, k: eval_fn(m, ts), in_axes=(None, 0, 0)))
-    else:
-        eval_fn = _rollout_eval(algo, env, config, run.eval_episodes)
-        if model is not None:  # a deep learner on a tabular game: report its regret against the exact optimum
-            eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
-        eval_v = jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
+    eval_v = make_evaluator(algo, env, config, run.eval_episodes)
 
     carry = init_v(model, keys)
     eval_keys = jnp.stack([jax.random.fold_in(k, 7919) for k in keys])
@@ -260,6 +288,9 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
             record(step, metrics)
             if on_chunk is not None:
                 on_chunk(c, step, metrics)
+            if on_checkpoint is not None and run.checkpoint_every and (c + 1) % run.checkpoint_every == 0 \
+                    and c + 1 < n_chunks:
+                on_checkpoint(c, step, carry[0])
             if prog:
                 ret = np.nanmean(metrics["eval_return"]) if "eval_return" in metrics else float("nan")
                 prog.update(task, advance=iters * steps_per_iter, description=f"eval_return {ret:8.3f}")

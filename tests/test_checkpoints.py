@@ -1,0 +1,269 @@
+"""Checkpoints in run directories, `coopmarl eval` and GIFs of trained policies (`coopmarl render --run`).
+
+What a user relies on: a run's saved state reloads to the very same parameters and the very same greedy
+returns; `eval` prints every seed's return and writes eval.json; `render --run` draws the trained
+policy; a run without a checkpoint or an env without a renderer gives one clear error; an interrupted
+write never leaves a partial checkpoint.
+"""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+import coopmarl
+from coopmarl.cli import main
+from coopmarl.config import ConfigError, resolve
+from coopmarl.outputs import (
+    RunWriter, _state_leaves, checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint,
+)
+from coopmarl.render import greedy_policy, run_frames
+from coopmarl.runner import make_evaluator, train
+
+TINY = {  # seconds-long runs: a couple of iterations of small networks
+    "qmix": ["agent=mlp", "total_steps=40", "log_points=2", "batch_size=2", "buffer_size=8", "n_envs=2",
+             "eval_episodes=2", "checkpoint_every=1"],
+    "ippo": ["total_steps=100", "log_points=2", "hidden_sizes=16,16", "n_epochs=2", "n_envs=2", "eval_episodes=2",
+             "env.n_agents=2", "checkpoint_every=1"],
+}
+
+
+def _train_into(run_dir, algo, env, overrides, n_seeds=2):
+    """What `coopmarl train` does, keeping the result to compare against."""
+    resolved = resolve(algo, env, overrides, n_seeds=n_seeds)
+    seeds = list(range(resolved.run.seed, resolved.run.seed + n_seeds))
+    writer = RunWriter(run_dir, resolved.as_dict(), seeds)
+    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, on_chunk=writer.on_chunk,
+                   on_checkpoint=writer.on_checkpoint, progress=False)
+    writer.finish(result, plot=False)
+    return resolved, result
+
+
+@pytest.fixture(scope="module")
+def qmix_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "qmix"
+    return (run_dir, *_train_into(run_dir, "qmix", "ro-matrix", TINY["qmix"]))
+
+
+@pytest.fixture(scope="module")
+def ippo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "ippo"
+    return (run_dir, *_train_into(run_dir, "ippo", "mpe:spread", TINY["ippo"]))
+
+
+@pytest.fixture(scope="module")
+def maosql_run(tmp_path_factory):
+    """A tabular run written by the CLI itself, with an intermediate checkpoint after every chunk."""
+    run_dir = tmp_path_factory.mktemp("runs") / "maosql"
+    assert main(["train", "maosql", "ro-matrix", "total_steps=40", "log_points=4", "checkpoint_every=1",
+                 "--seeds", "3", "--out", str(run_dir), "--quiet"]) == 0
+    return run_dir
+
+
+def _greedy_returns(resolved, state, seed=0, episodes=4):
+    """The runner's evaluation of a state, with `coopmarl.evaluate`'s keys."""
+    model = resolved.env if isinstance(resolved.env, coopmarl.TabularGame) else None
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), s) for s in range(resolved.run.n_seeds)])
+    return jax.device_get(make_evaluator(resolved.algo, resolved.env, resolved.config, episodes)(model, state, keys))
+
+
+def _assert_same_state(loaded, original, with_buffers=False):
+    a, b = _state_leaves(loaded, with_buffers), _state_leaves(original, with_buffers)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+@pytest.mark.parametrize("run", ["qmix_run", "ippo_run"])
+def test_round_trip_gives_identical_params_and_greedy_returns(request, run):
+    run_dir, resolved, result = request.getfixturevalue(run)
+    loaded_resolved, state = load_checkpoint(run_dir)
+    assert loaded_resolved.as_dict() == resolved.as_dict()  # env params, algorithm and run config, exactly
+    assert loaded_resolved.config == resolved.config and loaded_resolved.env_params == resolved.env_params
+    _assert_same_state(state, result.train_state)
+    # greedy evaluation of the reloaded policies (the public API) = the runner's evaluation of the trained ones
+    before = _greedy_returns(resolved, result.train_state)
+    report = coopmarl.evaluate(run_dir, episodes=4, write=False)
+    assert not report["exact"] and report["seeds"] == [0, 1] and report["metrics"].keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(np.float32(report["metrics"][k]["per_seed"]), before[k], err_msg=k)
+
+
+def test_replay_buffers_are_left_out_unless_asked(qmix_run, tmp_path):
+    run_dir, resolved, result = qmix_run
+    _, state = load_checkpoint(run_dir)
+    buffer = state.buffer  # comes back freshly initialised: empty
+    assert not np.asarray(buffer.is_full).any() and not np.asarray(buffer.current_index).any()
+    assert np.asarray(result.train_state.buffer.current_index).any()  # the trained one held windows
+    shutil.copy(run_dir / "config.yaml", tmp_path / "config.yaml")
+    save_checkpoint(tmp_path, result.train_state, step=int(result.steps[-1]), seeds=result.seeds, save_buffers=True)
+    assert checkpoint_path(tmp_path).stat().st_size > checkpoint_path(run_dir).stat().st_size
+    _, full = load_checkpoint(tmp_path)
+    _assert_same_state(full, result.train_state, with_buffers=True)
+
+
+def test_intermediate_checkpoints(ippo_run, maosql_run):
+    run_dir, resolved, result = ippo_run
+    steps = list_checkpoints(run_dir)
+    assert steps == [int(result.steps[0])]  # log_points=2: one before the final state
+    _, early = load_checkpoint(run_dir, step=steps[0])
+    _, final = load_checkpoint(run_dir)
+    leaf = lambda s: np.asarray(jax.tree.leaves(s.actor_params)[1])  # noqa: E731
+    assert not np.array_equal(leaf(early), leaf(final))
+    summary = json.loads((maosql_run / "summary.json").read_text())
+    assert len(list_checkpoints(maosql_run)) == 3 and summary["final_step"] not in list_checkpoints(maosql_run)
+
+
+def test_eval_cli_prints_every_seed_and_writes_eval_json(ippo_run, capsys):
+    run_dir, _, _ = ippo_run
+    assert main(["eval", str(run_dir), "--episodes", "3", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((run_dir / "eval.json").read_text())
+    per_seed = report["metrics"]["eval_return"]["per_seed"]
+    assert report["episodes"] == 3 and report["eval_seed"] == 5 and report["seeds"] == [0, 1]
+    assert len(per_seed) == 2 and report["metrics"]["eval_return"]["mean"] == pytest.approx(np.mean(per_seed))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 3}
+    for name, value in [("0", per_seed[0]), ("1", per_seed[1]), ("mean", np.mean(per_seed))]:
+        assert f"{value:.4g}" in rows[name]
+    assert "3 greedy episodes per seed" in out and "eval.json" in out
+
+
+def test_exact_evaluation_of_a_tabular_run_matches_its_training_curve(maosql_run, capsys):
+    assert main(["eval", str(maosql_run)]) == 0
+    report = json.loads((maosql_run / "eval.json").read_text())
+    summary = json.loads((maosql_run / "summary.json").read_text())
+    assert report["exact"] and report["episodes"] is None and "exact evaluation" in capsys.readouterr().out
+    for metric in ["eval_return", "regret", "greedy_return"]:
+        np.testing.assert_allclose(report["metrics"][metric]["per_seed"], summary["metrics"][metric]["per_seed"],
+                                   rtol=1e-6, atol=1e-6)
+    step = list_checkpoints(maosql_run)[0]
+    assert main(["eval", str(maosql_run), "--step", str(step)]) == 0
+    assert json.loads((maosql_run / f"eval_step_{step}.json").read_text())["step"] == step
+
+
+def test_render_run_draws_the_trained_policy(ippo_run, tmp_path, capsys):
+    run_dir, resolved, _ = ippo_run
+    gif = tmp_path / "ippo.gif"
+    assert main(["render", "--run", str(run_dir), "--seed-index", "1", "--out", str(gif)]) == 0
+    horizon = resolved.env.spec.horizon
+    assert f"{horizon + 1} frames" in capsys.readouterr().out
+    frames = run_frames(run_dir, seed_index=1)
+    first = np.asarray(resolved.env.render(resolved.env.reset(jax.random.PRNGKey(0))[0]))
+    assert len(frames) == horizon + 1 and all(f.shape == first.shape and f.dtype == np.uint8 for f in frames)
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.size == (first.shape[1], first.shape[0]) and im.n_frames >= 2
+
+
+def test_render_run_carries_a_recurrent_agents_memory(tmp_path):
+    """A GRU agent's carry threads through the episode (`policy_step`); an untrained state is enough."""
+    resolved = resolve("qmix", "mpe:spread", ["env.n_agents=2", "buffer_size=4", "batch_size=2", "hidden=8"])
+    assert resolved.algo.initial_carry is not None
+    RunWriter(tmp_path, resolved.as_dict(), [0]).tb.close()
+    state = jax.vmap(lambda k: resolved.algo.init(k, resolved.env.spec, resolved.config, None))(
+        jax.random.PRNGKey(0)[None])
+    save_checkpoint(tmp_path, state, step=0, seeds=[0])
+    frames = run_frames(tmp_path, max_steps=5)
+    assert len(frames) == 6
+    one = jax.tree.map(lambda x: x[0], state)
+    policy, carry0 = greedy_policy(resolved.algo, resolved.config, resolved.env.spec, one)
+    _, ts = resolved.env.reset(jax.random.PRNGKey(0))
+    _, carry1 = policy(jax.random.PRNGKey(1), ts.obs, ts.avail_actions, carry0)
+    assert jax.tree.structure(carry1) == jax.tree.structure(carry0)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(carry1), jax.tree.leaves(carry0)))
+
+
+def _one_error(capsys, *args):
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1
+    return err
+
+
+def test_clear_errors(qmix_run, maosql_run, tmp_path, capsys):
+    run_dir, _, _ = qmix_run
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir, bare)
+    os.remove(bare / "checkpoint.msgpack")
+    shutil.rmtree(bare / "checkpoints")
+    for cmd in (["eval", str(bare)], ["render", "--run", str(bare), "--out", str(tmp_path / "x.gif")]):
+        err = _one_error(capsys, *cmd)
+        assert "has no final checkpoint (checkpoint.msgpack)" in err and "no intermediate checkpoints" in err
+    with pytest.raises(ConfigError, match="has no final checkpoint"):
+        load_checkpoint(bare)
+    err = _one_error(capsys, "render", "--run", str(run_dir), "--out", str(tmp_path / "x.gif"))
+    assert "environment 'ro-matrix' cannot be rendered" in err and "mpe:spread" in err
+    assert "is not a run directory" in _one_error(capsys, "eval", str(tmp_path))
+    err = _one_error(capsys, "render", "--run", str(maosql_run), "--out", str(tmp_path / "x.gif"), "--seed-index", "3")
+    assert "cannot be rendered" in err  # the env is checked first
+    assert "not both" in _one_error(capsys, "render", "mpe:spread", "--run", str(run_dir), "--out", "x.gif")
+    assert "--out must name a .gif" in _one_error(capsys, "render", "--run", str(run_dir), "--out", "x.png")
+    err = _one_error(capsys, "eval", str(run_dir), "--step", "7")
+    assert "has no checkpoint at step 7 (checkpoints/step_7.msgpack)" in err and "(--step): 20" in err
+    assert "episodes must be >= 1" in _one_error(capsys, "eval", str(run_dir), "--episodes", "0")
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    data = (broken / "checkpoint.msgpack").read_bytes()
+    (broken / "checkpoint.msgpack").write_bytes(data[: len(data) // 2])
+    assert "cannot read checkpoint" in _one_error(capsys, "eval", str(broken))
+    edited = tmp_path / "edited"  # config.yaml no longer matches the saved state
+    shutil.copytree(run_dir, edited)
+    config = yaml.safe_load((edited / "config.yaml").read_text())
+    config["algo_config"]["hidden"] += 1
+    (edited / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert "the train state needs float32" in _one_error(capsys, "eval", str(edited))
+    never = tmp_path / "never"
+    err = _one_error(capsys, "train", "maosql", "ro-matrix", "checkpoint_every=-1", "--out", str(never))
+    assert "checkpoint_every must be >= 0" in err and not never.exists()
+
+
+def test_seed_index_out_of_range(ippo_run, tmp_path, capsys):
+    run_dir, _, _ = ippo_run
+    err = _one_error(capsys, "render", "--run", str(run_dir), "--seed-index", "2", "--out", str(tmp_path / "x.gif"))
+    assert "seed index 2 is out of range: the run has 2 seed(s)" in err
+
+
+def test_interrupted_checkpoint_write_leaves_no_partial_file(maosql_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(maosql_run, run_dir)
+    before = checkpoint_path(run_dir).read_bytes()
+    _, state = load_checkpoint(run_dir)
+    real_fdopen = os.fdopen
+
+    class Interrupted:  # writes half of the bytes, then the user hits Ctrl-C
+        def __init__(self, *a, **k):
+            self.f = real_fdopen(*a, **k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+            return False
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(run_dir, jax.tree.map(lambda x: x + 1, state), step=1, seeds=[0, 1, 2])
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(run_dir, state, step=1, seeds=[0, 1, 2], final=False)
+    monkeypatch.undo()
+    assert checkpoint_path(run_dir).read_bytes() == before
+    assert not checkpoint_path(run_dir, 1).exists()
+    leftovers = [p.name for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    _, again = load_checkpoint(run_dir)
+    _assert_same_state(again, state)
+
+
+def test_config_yaml_records_checkpoint_every(maosql_run):
+    config = yaml.safe_load((maosql_run / "config.yaml").read_text())
+    assert config["run"]["checkpoint_every"] == 1
