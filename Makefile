@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install bench clean
+.PHONY: demo test test-slow install bench bench-envs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tabular_seeds.py
+
+## bench-envs: env-only steps/s of every env next to lbforaging, mpe2 and JaxMARL (~5-10 min on 2 cores)
+bench-envs: $(STAMP)
+	$(PY) benchmarks/env_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,8 +1,9 @@
-"""Shared measurement for the env throughput scripts: one jitted `lax.scan` of random (mask-respecting)
-steps in `n_envs` vmapped envs, compile time measured on a first call, steps/s on later calls."""
+"""Shared measurement for the benchmarks: one jitted `lax.scan` of random (mask-respecting) steps in
+`n_envs` vmapped envs; compile time measured on a first call, steps/s on later calls."""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import jax
@@ -46,12 +47,15 @@ def measure_env(env, n_envs: int, steps: int, auto_reset: bool = True, repeats: 
 
 
 def time_compiled(run, repeats: int = 1) -> tuple[float, float]:
-    """(compile seconds: the first call, run seconds: mean of `repeats` later calls) of `jax.jit(run)(key)`."""
+    """(compile seconds: the first call, run seconds: the median of `repeats` later calls, each with
+    its own key) of `jax.jit(run)(key)`."""
     fn = jax.jit(run)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(jax.random.PRNGKey(0)))
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    times = []
     for i in range(repeats):
+        t0 = time.perf_counter()
         jax.block_until_ready(fn(jax.random.PRNGKey(i + 1)))
-    return compile_s, (time.perf_counter() - t0) / repeats
+        times.append(time.perf_counter() - t0)
+    return compile_s, statistics.median(times)

@@ -9,30 +9,75 @@ import pytest
 from coopmarl.cli import main
 from coopmarl.experiments import list_experiments, run_experiment
 
+# every preset at a tiny scale: a few hundred steps, one or two seeds, the smallest selection of its options
 TINY = {
     "rommeo-climbing": {"seeds": "4", "steps": "200"},
     "maosql-tabular": {"seeds": "2", "iterations": "50"},
     "dpo-matrix": {"iterations": "10"},
     "stochastic-game-optimum": {"n_states": "6", "n_agents": "3", "n_actions": "3"},
+    "maosql-didactic": {"games": "ro-matrix", "algos": "maosdqn,mappo", "seeds": "2", "steps": "200"},
+    "maosql-lbf": {"tasks": "lbf:5x5-2p-1f-coop", "algos": "qmix", "seeds": "1", "steps": "400"},
+    "remix-predator-prey": {"punishments": "-2", "algos": "remix", "seeds": "1", "steps": "800"},
+    "remix-ablation": {"terms": "on_policy", "seeds": "1", "steps": "800"},
+    "remix-weight-range": {"weights": "0.5", "seeds": "1", "steps": "800"},
+    "dpo-stochastic-game": {"n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,iql", "seeds": "2",
+                            "steps": "160"},
+    "dpo-dtarget": {"n_states": "4", "n_agents": "2", "n_actions": "2", "targets": "0.1", "seeds": "1",
+                    "steps": "128"},
+    "dpo-delta-omega": {"n_states": "4", "n_agents": "2", "n_actions": "2", "grid": "3:6", "seeds": "1",
+                        "steps": "128"},
+    "dpo-mpe": {"tasks": "mpe:spread", "algos": "dpo,iql", "n_agents": "2", "seeds": "1", "steps": "800"},
+    "dpo-ablation": {"tasks": "mpe:circle", "algos": "dpo-no-kl", "n_agents": "3", "seeds": "1", "steps": "400"},
+    "dpo-smax": {"maps": "8m", "algos": "ippo", "seeds": "1", "steps": "400"},
 }
+HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"}}  # brax compiles for minutes: slow marker
 
 
 def test_every_preset_has_a_tiny_configuration():
-    assert {e.name for e in list_experiments()} == set(TINY)
+    assert {e.name for e in list_experiments()} == set(TINY) | set(HEAVY)
+
+
+def _check_report(report, out, name):
+    table = (out / "table.md").read_text()
+    assert table.startswith("# ") and "|---" in table
+    rows = report.table.splitlines()[2:]
+    assert rows and all("nan" not in r for r in rows), report.table
+    for plot in report.plots:
+        assert (out / plot).stat().st_size > 1000, plot
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_preset_writes_table_and_plots(tmp_path, name):
     report, out = run_experiment(name, tmp_path / name, TINY[name])
-    table = (out / "table.md").read_text()
-    assert table.startswith("# ") and "|---" in table
-    for plot in report.plots:
-        assert (out / plot).stat().st_size > 1000, plot
+    _check_report(report, out, name)
     if name == "dpo-matrix":
-        assert "NO" not in table  # J monotone in every game and for both M̂
+        assert "NO" not in (out / "table.md").read_text()  # J monotone in every game and for both M̂
     if name == "rommeo-climbing":
         for algo in ("rommeo-q", "rommeo-q-emp", "jal", "tabular-iql", "fmq", "wolf-phc"):
             assert (out / algo / "summary.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HEAVY))
+def test_heavy_preset_writes_table_and_plots(tmp_path, name):
+    report, out = run_experiment(name, tmp_path / name, HEAVY[name])
+    _check_report(report, out, name)
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("maosql-didactic", {"games": "ro-matrix,climbing"}, "unknown game 'climbing'.*Valid: tensor, ro-matrix"),
+    ("maosql-lbf", {"algos": "qmix,mapo"}, "unknown algorithm 'mapo'. Did you mean 'mappo'"),
+    ("maosql-lbf", {"tasks": "lbf:5x5-2p-1f"}, "unknown LBF task.*Did you mean 'lbf:5x5-2p-1f-coop'"),
+    ("remix-predator-prey", {"punishments": "-2,big"}, "punishments must be comma-separated numbers"),
+    ("remix-ablation", {"terms": "bellman"}, "unknown term 'bellman'.*bellman_error"),
+    ("remix-weight-range", {"weights": "0.5,1.5"}, r"weights must be comma-separated numbers in \(0, 1\]"),
+])
+def test_value_preset_option_errors_before_training(tmp_path, name, options, match):
+    from coopmarl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        run_experiment(name, tmp_path / "x", options)
+    assert not (tmp_path / "x").exists()
 
 
 def test_reproduce_cli_prints_the_table(tmp_path, capsys):

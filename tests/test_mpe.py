@@ -1,6 +1,7 @@
 """The particle envs: `mpe:spread` step for step against mpe2's `simple_spread_v3`, the formation
 rewards of `mpe:line` / `mpe:circle` against numpy + scipy's Hungarian solver, vision, collisions,
-the matching solver, and random-action fuzzing.
+the matching solver, the contact forces against MPE's pair loop, AutoReset's observe-once path and the
+inline Threefry draws (against jax.random, bit for bit), and random-action fuzzing.
 
 Cross-check protocol: mpe2 (parallel API) resets with a seed; its agents' and landmarks' positions and
 velocities are copied into our `ParticleState`; both then take the same actions. mpe2 computes in
@@ -13,6 +14,7 @@ mpe2's state before every step and compares one step.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import coopmarl
+from coopmarl.envs.core import AutoReset, split_key, uniform, uniform_concat
 from coopmarl.envs.mpe import ParticleState, physics
-from coopmarl.envs.mpe.matching import min_cost_assignment, permutations
+from coopmarl.envs.mpe.matching import min_cost_assignment, min_total_cost, permutations
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
@@ -247,6 +250,29 @@ def test_min_cost_assignment_matches_scipy():
                 np.testing.assert_allclose(float(matched[b].sum()), costs[b][r, c].sum(), atol=1e-5)
     with pytest.raises(ValueError, match="square"):
         min_cost_assignment(jnp.zeros((2, 3)))
+    with jax.enable_x64(True):  # the Hungarian loop keeps int32 indices under x64 too
+        cols, _ = jax.jit(lambda c: min_cost_assignment(c, "hungarian"))(jnp.asarray(rng.random((7, 7))))
+        assert sorted(np.asarray(cols).tolist()) == list(range(7))
+
+
+def test_min_total_cost_matches_scipy():
+    """The formation rewards use only the minimal total (a matrix product over the permutations for
+    n <= 6, the Hungarian algorithm above), in float32 and float64."""
+    rng = np.random.default_rng(1)
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            for n, method in ((1, "auto"), (3, "auto"), (5, "auto"), (6, "permutations"), (7, "auto"),
+                              (8, "hungarian")):
+                costs = rng.random((16, n, n))
+                costs[:4] = np.round(costs[:4] * 2)  # ties
+                dtype = jnp.float64 if x64 else jnp.float32
+                totals = jax.jit(jax.vmap(lambda c: min_total_cost(c, method)))(jnp.asarray(costs, dtype))
+                assert totals.dtype == dtype
+                for b in range(16):
+                    r, c = scipy_optimize.linear_sum_assignment(costs[b])
+                    np.testing.assert_allclose(float(totals[b]), costs[b][r, c].sum(), rtol=1e-12 if x64 else 1e-6)
+    with pytest.raises(ValueError, match="unknown matching method"):
+        min_total_cost(jnp.zeros((2, 2)), "greedy")
 
 
 # ---- vision, collisions, physics ---------------------------------------------------------------------------------
@@ -327,6 +353,53 @@ def test_physics_integration_and_actions():
     np.testing.assert_allclose(np.asarray(cont), [[5.0, -2.5], [0.0, 1.25]], atol=1e-6)
 
 
+def _mpe_contact_forces(world, pos):
+    """MPE's `apply_environment_force` in float64 numpy: for each pair a < b of colliding entities, the
+    softplus spring on a and its opposite on b; immovable entities get no force."""
+    pos = np.asarray(pos, np.float64)
+    sizes, collides, movable = world.sizes, world.collides, world.movable
+    force = np.zeros_like(pos)
+    for a in range(world.n_entities):
+        for b in range(a + 1, world.n_entities):
+            if not (collides[a] and collides[b]):
+                continue
+            delta = pos[a] - pos[b]
+            dist = np.sqrt(np.sum(np.square(delta)))
+            k = world.contact_margin
+            penetration = np.logaddexp(0, -(dist - sizes[a] - sizes[b]) / k) * k
+            f = world.contact_force * delta / dist * penetration
+            force[a] += f if movable[a] else 0.0
+            force[b] -= f if movable[b] else 0.0
+    return force
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"landmarks_collide": True}, {"landmarks_collide": True, "landmarks_movable": True},
+    {"agents_collide": False, "landmarks_collide": True, "landmarks_movable": True}, {"agents_collide": False}])
+def test_contact_forces_match_mpe_pair_loop(overrides):
+    """Pairing only the colliding entities, each unordered pair once, gives MPE's forces, also where
+    landmarks collide or move (the paths the three tasks do not take)."""
+    world = physics.World(n_agents=4, n_landmarks=3, agent_size=0.15, landmark_size=0.1, **overrides)
+    rng = np.random.default_rng(len(overrides))
+    pos = rng.uniform(-0.4, 0.4, (32, world.n_entities, 2))
+    with jax.enable_x64(True):
+        ours = np.asarray(jax.jit(jax.vmap(lambda p: physics.contact_forces(world, p)))(jnp.asarray(pos)))
+    ref = np.stack([_mpe_contact_forces(world, p) for p in pos])
+    if world.collides.sum() >= 2:
+        assert np.abs(ref).max() > 1.0  # the crowded discs do push each other
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    ours32 = np.asarray(jax.jit(jax.vmap(lambda p: physics.contact_forces(world, p)))(jnp.asarray(pos, jnp.float32)))
+    np.testing.assert_allclose(ours32, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_reduces_like_jnp():
+    x = jnp.asarray(np.random.default_rng(0).random((4, 7, 5)), jnp.float32)
+    for axis in (0, 1, 2, -1):
+        np.testing.assert_allclose(physics.fold(jnp.add, x, axis), jnp.sum(x, axis), rtol=1e-6)
+        np.testing.assert_array_equal(physics.fold(jnp.minimum, x, axis), jnp.min(x, axis))
+    np.testing.assert_array_equal(physics.fold(jnp.add, x[:, :1], 1), x[:, 0])
+
+
 def test_params_validated():
     with pytest.raises(ValueError, match="n_agents"):
         coopmarl.make("mpe:spread", n_agents=0)
@@ -347,6 +420,91 @@ def test_render_draws_agents():
         assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8
         blue = (frame[..., 2] > 180) & (frame[..., 0] < 110)
         assert blue.sum() > 10 * env.n_agents
+
+
+# ---- auto-reset: observing the selected state once, and the inline Threefry ------------------------------------------
+
+
+class _ResetAndStepOnly:
+    """The env without `reset_state`/`observation`: AutoReset takes its generic path (observe both, select)."""
+
+    def __init__(self, env):
+        self.env, self.spec = env, env.spec
+
+    def reset(self, key):
+        return self.env.reset(key)
+
+    def step(self, key, state, actions):
+        return self.env.step(key, state, actions)
+
+
+@pytest.mark.parametrize("name,kw", [("mpe:spread", {}), ("mpe:line", dict(continuous_actions=True)),
+                                     ("mpe:circle", dict(n_agents=4))])
+def test_autoreset_observe_once_equals_generic_path(name, kw):
+    """AutoReset selects the particle state first and observes it once (the env offers `reset_state` and
+    `observation`): the same TimeSteps as observing the reset too and selecting the observations."""
+    env = coopmarl.make(name, max_steps=7, **kw)
+
+    def rollout(wrapped, key):
+        state, ts = jax.vmap(wrapped.reset)(jax.random.split(key, 8))
+
+        def body(state, k):
+            k_act, k_env = jax.random.split(k)
+            if env.spec.discrete:
+                actions = jax.random.randint(k_act, (8, env.n_agents), 0, 5)
+            else:
+                actions = jax.random.uniform(k_act, (8, env.n_agents, 5))
+            state, ts = jax.vmap(wrapped.step)(jax.random.split(k_env, 8), state, actions)
+            return state, (state, ts)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 30))[1]
+
+    fast_wrapper, generic_wrapper = AutoReset(env), AutoReset(_ResetAndStepOnly(env))
+    assert fast_wrapper._observe_once and not generic_wrapper._observe_once
+    fast = jax.jit(partial(rollout, fast_wrapper))(KEY)
+    generic = jax.jit(partial(rollout, generic_wrapper))(KEY)
+    assert bool(jnp.any(fast[1].truncated)) and bool(jnp.any(~fast[1].truncated))  # resets happened
+    for path, x in jax.tree_util.tree_flatten_with_path(fast)[0]:
+        y = jax.tree_util.tree_map_with_path(lambda p, v: v if p == path else None, generic)
+        y = [v for v in jax.tree.leaves(y) if v is not None][0]
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6, err_msg=str(path))
+        else:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+
+
+def test_inline_threefry_matches_jax_random_bit_for_bit():
+    """`split_key` / `uniform` / `uniform_concat` (used by AutoReset and the particle resets) return what
+    jax.random returns, bit for bit, under jit and vmap, and defer to jax.random where they cannot."""
+    keys = jax.random.split(jax.random.PRNGKey(7), 257)
+    for num in (1, 2, 3, 5):
+        np.testing.assert_array_equal(jax.jit(jax.vmap(lambda k: split_key(k, num)))(keys),
+                                      jax.jit(jax.vmap(lambda k: jax.random.split(k, num)))(keys))
+    for shape, lo, hi in (((3, 2), -1.0, 1.0), ((1, 2), -0.25, 0.25), ((2,), -0.25, 0.25), ((), 0.0, 2 * math.pi),
+                          ((4, 5, 3), 0.0, 1.0), ((7,), -3.3, 1.7)):
+        ours = jax.jit(jax.vmap(lambda k: uniform(k, shape, lo, hi)))(keys)
+        ref = jax.jit(jax.vmap(lambda k: jax.random.uniform(k, shape, minval=lo, maxval=hi)))(keys)
+        assert ours.dtype == ref.dtype == jnp.float32
+        np.testing.assert_array_equal(ours, ref, err_msg=str(shape))
+
+    def both(k):
+        k_a, k_l = split_key(k)
+        return uniform_concat([(k_a, (5, 2), -1.0, 1.0), (k_l, (1, 2), -0.25, 0.25)])
+
+    def separately(k):
+        k_a, k_l = jax.random.split(k)
+        return jnp.concatenate([jax.random.uniform(k_a, (10,), minval=-1.0, maxval=1.0),
+                                jax.random.uniform(k_l, (2,), minval=-0.25, maxval=0.25)])
+
+    np.testing.assert_array_equal(jax.jit(jax.vmap(both))(keys), jax.jit(jax.vmap(separately))(keys))
+    # typed keys and float64 draws go to jax.random itself
+    typed = jax.random.key(3)
+    np.testing.assert_array_equal(jax.random.key_data(split_key(typed, 3)),
+                                  jax.random.key_data(jax.random.split(typed, 3)))
+    with jax.enable_x64(True):
+        draw = uniform(KEY, (4,), -1.0, 1.0)
+        assert draw.dtype == jnp.float64
+        np.testing.assert_array_equal(draw, jax.random.uniform(KEY, (4,), minval=-1.0, maxval=1.0))
 
 
 # ---- fuzzing ------------------------------------------------------------------------------------------------------

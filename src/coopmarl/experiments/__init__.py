@@ -49,7 +49,7 @@ def register_experiment(name: str, description: str, options: dict | None = None
 
 
 def _load():
-    from coopmarl.experiments import tabular, value  # noqa: F401
+    from coopmarl.experiments import policy_gradient, tabular, value  # noqa: F401
 
 
 def list_experiments() -> list[Experiment]:
@@ -97,6 +97,33 @@ def run_experiment(name: str, out_dir: Path | None = None, options: dict | None 
     report.notes.append(f"wall time {time.time() - start:.1f} s; options {opts}")
     atomic_write(out_dir / "table.md", report.markdown())
     return report, out_dir
+
+
+def choose(text: str, valid, what: str) -> tuple[str, ...]:
+    """A preset's comma-separated selection option (e.g. `algos=qmix,remix`, or `all`), checked against
+    `valid`; an unknown or empty choice is one ConfigError naming the valid ones."""
+    from coopmarl.config import ConfigError
+
+    valid = tuple(valid)
+    picked = valid if text.strip() == "all" else tuple(x.strip() for x in text.split(",") if x.strip())
+    for x in picked:
+        if x not in valid:
+            raise ConfigError(f"unknown {what} {x!r}.{did_you_mean(x, valid)} Valid: {', '.join(valid)} (or all)")
+    if not picked:
+        raise ConfigError(f"no {what} given. Valid: {', '.join(valid)} (or all)")
+    return picked
+
+
+def mean_std(x, digits: int = 2) -> str:
+    """'mean ± std' over seeds, ignoring NaN (a seed that finished no episode in the last logging
+    interval); '—' when no seed has a value."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float).reshape(-1)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return "—"
+    return f"{x.mean():.{digits}f} ± {x.std():.{digits}f}"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -12,7 +12,7 @@ from coopmarl import exact
 from coopmarl.config import resolve
 from coopmarl.envs.registry import make
 from coopmarl.experiments import Report, markdown_table, register_experiment
-from coopmarl.outputs import summarise, write_run
+from coopmarl.outputs import write_run
 from coopmarl.runner import RunResult, train
 
 

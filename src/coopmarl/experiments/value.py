@@ -13,17 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from coopmarl import exact
-from coopmarl.algos.base import list_algos
 from coopmarl.envs.registry import make
-from coopmarl.experiments import Report, markdown_table, register_experiment
+from coopmarl.experiments import Report, choose, markdown_table, mean_std, register_experiment
 from coopmarl.experiments.tabular import train_run
 
 SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores) or paper (the papers' step counts; for a GPU)")}
-
-
-def _available(*names: str) -> list[str]:
-    known = {a.name for a in list_algos()}
-    return [n for n in names if n in known]
 
 
 def _final(result, metric="greedy"):
@@ -45,6 +39,7 @@ def _check_scale(opts):
 # ---- maosql-didactic (MAOSQL Figs 1–3) ---------------------------------------------------------------
 
 DIDACTIC = ("tensor", "ro-matrix", "three-state")
+BASELINES = ("maosdqn", "qmix", "mappo", "maa2c")  # MAOSDQN and the baselines MAOSQL compares it with
 # MAOSQL App. C: α=50, β=10, ε=0.05 on the tensor and matrix games (the MAOSDQN defaults)
 DIDACTIC_OVERRIDES = {"maosdqn": {}, "qmix": {"epsilon_anneal_steps": 5000}, "mappo": {}, "maa2c": {}}
 
@@ -53,16 +48,18 @@ DIDACTIC_OVERRIDES = {"maosdqn": {}, "qmix": {"epsilon_anneal_steps": 5000}, "ma
     "maosql-didactic",
     "MAOSQL Figs 1–3: MAOSDQN vs QMIX (+ MAPPO, MAA2C) on the tensor game, RO 3x3 and the 3-state game "
     "(horizon 10): greedy return vs the exact optimum",
-    {**SCALE, "seeds": (8, "seeds per algorithm and game"), "steps": (0, "env steps per run (0 = the scale's)")},
+    {**SCALE, "seeds": (8, "seeds per algorithm and game"), "steps": (0, "env steps per run (0 = the scale's)"),
+     "games": ("all", f"comma-separated subset of {', '.join(DIDACTIC)}, or all"),
+     "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
 )
 def maosql_didactic(out_dir: Path, opts: dict) -> Report:
     from coopmarl.plots import plot_curves
 
     _check_scale(opts)
     steps = opts["steps"] or (20_000 if opts["scale"] == "cpu" else 200_000)
-    algos = _available("maosdqn", "qmix", "mappo", "maa2c")
+    games, algos = choose(opts["games"], DIDACTIC, "game"), choose(opts["algos"], BASELINES, "algorithm")
     rows, plots = [], []
-    for game in DIDACTIC:
+    for game in games:
         optimum = float(exact.solve(make(game)).optimal_return)
         results = []
         for algo in algos:
@@ -72,7 +69,7 @@ def maosql_didactic(out_dir: Path, opts: dict) -> Report:
             results.append(result)
             final = _final(result)
             at_opt = np.isclose(final, optimum, atol=1e-3)
-            rows.append([game, algo, f"{final.mean():.2f} ± {final.std():.2f}", f"{at_opt.sum()}/{len(final)}",
+            rows.append([game, algo, mean_std(final), f"{at_opt.sum()}/{len(final)}",
                          optimum])
         path = f"{game}.png"
         plot_curves(results, out_dir / path, metrics=["eval_return", "greedy_return", "train_return"],
@@ -107,15 +104,15 @@ LBF_OVERRIDES = {"maosdqn": {"entropy_alpha": 20.0, "optimism_beta": 1.0, "zeta_
     "maosql-lbf",
     "MAOSQL Table 6: MAOSDQN vs QMIX (+ MAPPO, MAA2C) on five LBF tasks, beside the paper's numbers",
     {**SCALE, "seeds": (2, "seeds per algorithm and task"), "steps": (0, "env steps per run (0 = the scale's)"),
-     "tasks": ("all", "comma-separated LBF task names, or all")},
+     "tasks": ("all", "comma-separated LBF task names, or all"),
+     "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
 )
 def maosql_lbf(out_dir: Path, opts: dict) -> Report:
     from coopmarl.plots import plot_curves
 
     _check_scale(opts)
     steps = opts["steps"] or (100_000 if opts["scale"] == "cpu" else 2_000_000)
-    tasks = LBF_TASKS if opts["tasks"] == "all" else tuple(t.strip() for t in opts["tasks"].split(","))
-    algos = _available("maosdqn", "qmix", "mappo", "maa2c")
+    tasks, algos = choose(opts["tasks"], LBF_TASKS, "LBF task"), choose(opts["algos"], BASELINES, "algorithm")
     rows, plots = [], []
     for task in tasks:
         results = []
@@ -125,7 +122,7 @@ def maosql_lbf(out_dir: Path, opts: dict) -> Report:
                                   f"{task.replace(':', '_')}/{algo}", progress=False)
             results.append(result)
             final = _final(result)
-            rows.append([task, algo, f"{final.mean():.3f} ± {final.std():.3f}",
+            rows.append([task, algo, mean_std(final, 3),
                          TABLE6.get(task, {}).get(algo, "")])
         path = f"{task.replace(':', '_')}.png"
         plot_curves(results, out_dir / path, metrics=["eval_return", "train_return"], title=task)
@@ -146,6 +143,10 @@ PYMARL2 = {"batch_size": 128, "buffer_size": 10_000, "td_lambda": 0.6, "lr": 1e-
 # 16 envs, batch 16 windows, buffer 2,000 windows, ε over 30k steps
 CPU_PP = {"rollout_length": 25, "batch_size": 16, "buffer_size": 2000, "n_envs": 16, "epsilon_anneal_steps": 30_000,
           "agent": "mlp"}
+
+
+REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Fig. 1
+REMIX_TERMS = ("bellman_error", "underestimation", "mixer_gradient", "on_policy")  # Thm 1's four terms
 
 
 def _remix_overrides(algo: str, scale: str, extra: dict | None = None) -> dict:
@@ -171,8 +172,7 @@ def _pp_runs(out_dir, opts, settings, title, header_extra):
                               f"{env.replace(':', '_')}/{label}", progress=False)
         groups.setdefault(env, []).append((label, result))
         final = _final(result)
-        rows.append([env, label, f"{final.mean():.2f} ± {final.std():.2f}",
-                     f"{np.nanmean(_final(result, 'train_return')):.2f}"])
+        rows.append([env, label, mean_std(final), mean_std(_final(result, "train_return"))])
     for env, runs in groups.items():
         path = f"{env.replace(':', '_')}.png"
         plot_curves([r for _, r in runs], out_dir / path, metrics=["eval_return", "train_return"],
@@ -190,13 +190,21 @@ def _pp_runs(out_dir, opts, settings, title, header_extra):
     "remix-predator-prey",
     "ReMIX Fig. 1: ReMIX vs QMIX, OW-QMIX, CW-QMIX, QPLEX on predator-prey with punishment p ∈ {0, −0.5, −1.5, −2}",
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
-     "punishments": ("0,-0.5,-1.5,-2", "comma-separated punishments p")},
+     "punishments": ("0,-0.5,-1.5,-2", "comma-separated punishments p"),
+     "algos": ("all", f"comma-separated subset of {', '.join(REMIX_BASELINES)}, or all")},
 )
 def remix_predator_prey(out_dir: Path, opts: dict) -> Report:
+    from coopmarl.config import ConfigError
+
+    algos = choose(opts["algos"], REMIX_BASELINES, "algorithm")
+    try:
+        punishments = [float(x) for x in opts["punishments"].split(",")]
+    except ValueError:
+        raise ConfigError(f"punishments must be comma-separated numbers, got {opts['punishments']!r}") from None
     settings = []
-    for p in (float(x) for x in opts["punishments"].split(",")):
+    for p in punishments:
         env = f"predator-prey:p{p:g}"
-        for algo in ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex"):
+        for algo in algos:
             settings.append((env, algo, {}, algo))
     return _pp_runs(out_dir, opts, settings, "ReMIX Fig. 1: predator-prey", [])[0]
 
@@ -206,12 +214,13 @@ def remix_predator_prey(out_dir: Path, opts: dict) -> Report:
     "ReMIX Fig. 5: ReMIX with each term of Thm 1 switched off, on predator-prey p = −2, with the weight "
     "histogram over training (Fig. 3's heat map)",
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
-     "env": ("predator-prey:p-2", "environment (e.g. an SMAX stand-in such as smax:MMM2)")},
+     "env": ("predator-prey:p-2", "environment (e.g. an SMAX stand-in such as smax:3s5z_vs_3s6z)"),
+     "terms": ("all", f"comma-separated terms to switch off one at a time ({', '.join(REMIX_TERMS)}), or all")},
 )
 def remix_ablation(out_dir: Path, opts: dict) -> Report:
     env = opts["env"]
     settings = [(env, "remix", {}, "remix")]
-    for term in ("bellman_error", "underestimation", "mixer_gradient", "on_policy"):
+    for term in choose(opts["terms"], REMIX_TERMS, "term"):
         settings.append((env, "remix", {f"remix_{term}": False}, f"remix w/o {term.replace('_', ' ')}"))
     report, groups = _pp_runs(out_dir, opts, settings, "ReMIX Fig. 5: ablation", [])
     report.plots.append(_weight_heatmap(groups[env][0][1], out_dir / "weight_heatmap.png"))
@@ -222,11 +231,20 @@ def remix_ablation(out_dir: Path, opts: dict) -> Report:
     "remix-weight-range",
     "ReMIX Fig. 4: the weight range w_min ∈ {0.1, 0.5, 0.8} on predator-prey p = −2",
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
-     "env": ("predator-prey:p-2", "environment")},
+     "env": ("predator-prey:p-2", "environment"),
+     "weights": ("0.1,0.5,0.8", "comma-separated w_min values in (0, 1]")},
 )
 def remix_weight_range(out_dir: Path, opts: dict) -> Report:
+    from coopmarl.config import ConfigError
+
     env = opts["env"]
-    settings = [(env, "remix", {"weight_min": w}, f"remix w_min={w}") for w in (0.1, 0.5, 0.8)]
+    try:
+        weights = [float(w) for w in opts["weights"].split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(0 < w <= 1 for w in weights):
+        raise ConfigError(f"weights must be comma-separated numbers in (0, 1], got {opts['weights']!r}")
+    settings = [(env, "remix", {"weight_min": w}, f"remix w_min={w:g}") for w in weights]
     return _pp_runs(out_dir, opts, settings, "ReMIX Fig. 4: weight range", [])[0]
 
 

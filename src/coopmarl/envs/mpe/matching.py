@@ -11,7 +11,8 @@ Two exact methods:
   Jonker–Volgenant style) written with `lax.fori_loop`/`while_loop` over fixed-size arrays; any n.
 
 When several assignments tie, the two methods (and scipy) may return different ones; the total cost
-is the same up to float rounding.
+is the same up to float rounding. `min_total_cost(cost)` returns only that minimal total (what the
+formation rewards need), which for "permutations" is one matrix product and a minimum.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _hungarian(cost: jax.Array) -> jax.Array:
             way = jnp.where(better, j0, way)
             cand = jnp.where(used, inf, minv)
             cand = cand.at[0].set(inf)
-            j1 = jnp.argmin(cand)
+            j1 = jnp.argmin(cand).astype(jnp.int32)
             delta = cand[j1]
             u = u.at[p].add(jnp.where(used, delta, 0.0))  # u[p[j]] += delta for used columns
             v = jnp.where(used, v - delta, v)
@@ -79,7 +80,8 @@ def _hungarian(cost: jax.Array) -> jax.Array:
             return u, v, p, way, minv, used, j1
 
         # the first iteration always runs (j0 = 0 holds row i)
-        u, v, p, way, minv, used, j0 = jax.lax.while_loop(not_done, grow, grow((u, v, p, way, minv, used, 0)))
+        first = grow((u, v, p, way, minv, used, jnp.int32(0)))
+        u, v, p, way, minv, used, j0 = jax.lax.while_loop(not_done, grow, first)
 
         def unwind(c):
             p, j0 = c
@@ -97,6 +99,41 @@ def _hungarian(cost: jax.Array) -> jax.Array:
     return row_to_col[1:] - 1
 
 
+@lru_cache(maxsize=None)
+def _permutation_matrix(n: int) -> np.ndarray:
+    """[n!, n·n] 0/1: row p selects the entries (i, perm_p[i]) of a flattened [n, n] cost matrix."""
+    perms = permutations(n)
+    onehot = np.zeros((len(perms), n * n), np.float32)
+    onehot[np.arange(len(perms))[:, None], np.arange(n)[None, :] * n + perms] = 1.0
+    return onehot
+
+
+def _resolve(method: str, n: int) -> str:
+    if method == "auto":
+        return "permutations" if n <= AUTO_PERMUTATION_MAX else "hungarian"
+    if method not in ("permutations", "hungarian"):
+        raise ValueError(f"unknown matching method {method!r}; choose 'auto', 'permutations' or 'hungarian'")
+    return method
+
+
+def min_total_cost(cost: jax.Array, method: str = "auto") -> jax.Array:
+    """The minimal total cost of a one-to-one assignment of rows to columns of a square cost [n, n], [].
+
+    "permutations": the totals of all n! permutations as one matrix product (a 0/1 selection matrix
+    times the flattened costs: each total is the sum of its n costs, exactly as added up one by one up
+    to the order of the additions), then their minimum — no gather, no argmin. "hungarian": the sum of
+    the costs `min_cost_assignment` matches."""
+    n, m = cost.shape
+    if n != m:
+        raise ValueError(f"min_total_cost needs a square cost matrix, got shape {cost.shape}")
+    if _resolve(method, n) == "hungarian":
+        return jnp.sum(min_cost_assignment(cost, "hungarian")[1])
+    # (the cost's own precision: the float64 cross-checks must not be rounded to float32 here)
+    totals = jnp.dot(jnp.asarray(_permutation_matrix(n), cost.dtype), cost.reshape(-1),
+                     precision=jax.lax.Precision.HIGHEST)  # [n!]
+    return jnp.min(totals)
+
+
 def min_cost_assignment(cost: jax.Array, method: str = "auto") -> tuple[jax.Array, jax.Array]:
     """Optimal one-to-one assignment of rows to columns of a square cost [n, n].
 
@@ -106,12 +143,6 @@ def min_cost_assignment(cost: jax.Array, method: str = "auto") -> tuple[jax.Arra
     n, m = cost.shape
     if n != m:
         raise ValueError(f"min_cost_assignment needs a square cost matrix, got shape {cost.shape}")
-    if method == "auto":
-        method = "permutations" if n <= AUTO_PERMUTATION_MAX else "hungarian"
-    if method == "permutations":
-        col = _by_permutations(cost)
-    elif method == "hungarian":
-        col = _hungarian(cost)
-    else:
-        raise ValueError(f"unknown matching method {method!r}; choose 'auto', 'permutations' or 'hungarian'")
+    method = _resolve(method, n)
+    col = _by_permutations(cost) if method == "permutations" else _hungarian(cost)
     return col, cost[jnp.arange(n), col]

@@ -1,0 +1,52 @@
+"""DPO's presets (coopmarl.experiments.policy_gradient): one end-to-end run at a tiny scale, and the
+option errors a user gets before anything trains."""
+
+import pytest
+
+from coopmarl.config import ConfigError
+from coopmarl.experiments import list_experiments, run_experiment
+
+PG_PRESETS = ("dpo-stochastic-game", "dpo-dtarget", "dpo-delta-omega", "dpo-mpe", "dpo-ablation", "dpo-smax",
+              "dpo-mabrax")
+
+
+def test_presets_are_registered_with_a_scale_and_seeds():
+    experiments = {e.name: e for e in list_experiments()}
+    for name in PG_PRESETS:
+        assert name in experiments, name
+        assert experiments[name].options["scale"][0] == "cpu"
+        assert "seeds" in experiments[name].options and "steps" in experiments[name].options
+
+
+def test_stochastic_game_preset_end_to_end(tmp_path):
+    opts = {"steps": "160", "seeds": "2", "n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,ippo"}
+    report, out = run_experiment("dpo-stochastic-game", tmp_path / "sg", opts)
+    table = (out / "table.md").read_text()
+    rows = [line.split("|")[1].strip() for line in report.table.splitlines()[2:]]
+    assert rows == ["DPO", "IPPO"]
+    assert table.startswith("# DPO Figs 1a, 8") and "| DPO |" in table and "| IPPO |" in table
+    assert any(n.startswith("DPO vs IPPO (final exact return): DPO") for n in report.notes)
+    assert any("Below the optimum" in n for n in report.notes)
+    for plot in report.plots:
+        assert (out / plot).stat().st_size > 1000, plot
+    for algo in ("DPO", "IPPO"):
+        assert (out / algo / "summary.json").exists()
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("dpo-stochastic-game", {"sclae": "cpu"}, "unknown option 'sclae'.*Did you mean 'scale'"),
+    ("dpo-mpe", {"scale": "gpu"}, "scale must be 'cpu' or 'paper'"),
+    ("dpo-smax", {"scale": "huge"}, "scale must be 'cpu' or 'paper'"),
+    ("dpo-stochastic-game", {"algos": "dpo,qmix"}, "unknown algorithm 'qmix'.*Valid: dpo, ippo"),
+    ("dpo-ablation", {"tasks": "mpe:spread,mpe:tag"}, "unknown MPE task"),
+    ("dpo-smax", {"maps": "MMM"}, "unknown map.*MMM2"),
+    ("dpo-mabrax", {"tasks": "cheetah"}, "unknown MABrax task.*halfcheetah_6x1"),
+    ("dpo-dtarget", {"targets": "0.1,big"}, "targets must be comma-separated numbers"),
+    ("dpo-delta-omega", {"grid": "1.5:2,0.5:2"}, "must be > 1"),
+    ("dpo-delta-omega", {"grid": "1.5-2"}, "δ:ω pairs"),
+    ("dpo-mpe", {"seeds": "zero"}, "must be of type int"),
+    ("dpo-stochastic-game", {"beta_init": "0"}, "beta_init must be > 0"),
+])
+def test_option_errors_are_raised_before_training(tmp_path, name, options, match):
+    with pytest.raises(ConfigError, match=match):
+        run_experiment(name, tmp_path / "x", options)
