@@ -142,23 +142,34 @@ class _Case(SimpleNamespace):
         return self._rollout(key)
 
 
+_BUILT: dict[str, _Case] = {}
+
+
+def _build(entry_name: str, tiny_npz: str) -> _Case:
+    """One registered env and its compiled programs, built once per test session."""
+    if entry_name not in _BUILT:
+        entry = ENTRIES[entry_name]
+        name = _make_name(entry, tiny_npz)
+        params = SMALL_PARAMS.get(entry.name, {})
+        try:
+            env = coopmarl.make(name, **params)
+        except ImportError as e:  # an optional extra (jaxmarl, pettingzoo, ...) is not installed
+            pytest.skip(f"{entry.name}: optional dependency missing ({e})")
+        n_steps = min(MAX_STEPS, max(MIN_STEPS, 2 * env.spec.horizon + 3))
+        _BUILT[entry_name] = _Case(entry=entry, name=name, params=params, env=env, spec=env.spec, n_steps=n_steps)
+    return _BUILT[entry_name]
+
+
 @pytest.fixture(scope="module", params=sorted(ENTRIES))
 def case(request, tiny_npz):
-    """One registered env, built once per module."""
-    entry = ENTRIES[request.param]
-    name = _make_name(entry, tiny_npz)
-    params = SMALL_PARAMS.get(entry.name, {})
-    try:
-        env = coopmarl.make(name, **params)
-    except ImportError as e:  # an optional extra (jaxmarl, pettingzoo, ...) is not installed
-        pytest.skip(f"{entry.name}: optional dependency missing ({e})")
-    n_steps = min(MAX_STEPS, max(MIN_STEPS, 2 * env.spec.horizon + 3))
-    return _Case(entry=entry, name=name, params=params, env=env, spec=env.spec, n_steps=n_steps)
+    """Every registered env, host (PettingZoo) envs included."""
+    return _build(request.param, tiny_npz)
 
 
-def _needs_jax(case):
-    if _is_host(case.entry):
-        pytest.skip(f"{case.entry.name} is a host env (not jittable)")
+@pytest.fixture(scope="module", params=sorted(n for n, e in ENTRIES.items() if not _is_host(e)))
+def jax_case(request, tiny_npz):
+    """Every registered JAX env (jittable, vmappable): all but the host envs."""
+    return _build(request.param, tiny_npz)
 
 
 def _assert_timestep(ts: TimeStep, spec: EnvSpec, batch=()):
@@ -234,8 +245,8 @@ def test_reset_and_step_shapes_and_dtypes(case):
     np.testing.assert_array_equal(ts1.reward, np.full(spec.n_agents, ts1.reward[0]))
 
 
-def test_vmap_over_keys(case):
-    _needs_jax(case)
+def test_vmap_over_keys(jax_case):
+    case = jax_case
     keys = jax.random.split(jax.random.PRNGKey(3), N_VMAP)
     ts0, ts1 = case.one_step_vmapped(keys)
     _assert_timestep(ts0, case.spec, (N_VMAP,))
@@ -247,8 +258,8 @@ def test_vmap_over_keys(case):
             np.testing.assert_allclose(np.asarray(y[i]), np.asarray(x), rtol=1e-5, atol=1e-5)
 
 
-def test_info_structure_constant(case):
-    _needs_jax(case)
+def test_info_structure_constant(jax_case):
+    case = jax_case
     env, spec = case.env, case.spec
     key = jax.random.PRNGKey(4)
     actions = jax.ShapeDtypeStruct((spec.n_agents,) if spec.discrete else (spec.n_agents, spec.action_dim),
@@ -271,8 +282,8 @@ def test_info_structure_constant(case):
 # ---- trajectories ----------------------------------------------------------------------------------------
 
 
-def test_determinism_under_fixed_key(case):
-    _needs_jax(case)
+def test_determinism_under_fixed_key(jax_case):
+    case = jax_case
     key = jax.random.PRNGKey(42)
     out_a = jax.device_get(case.rollout(key))
     out_b = jax.device_get(case.rollout(key))
@@ -283,8 +294,8 @@ def test_determinism_under_fixed_key(case):
     assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(out_a), jax.tree.leaves(out_c)))
 
 
-def test_actions_respect_avail_actions(case):
-    _needs_jax(case)
+def test_actions_respect_avail_actions(jax_case):
+    case = jax_case
     _, (ts, actions, next_ts) = case.rollout(jax.random.PRNGKey(7))
     avail = np.asarray(ts.avail_actions)
     assert avail.any(-1).all(), "every agent needs at least one available action at every step"
@@ -297,11 +308,10 @@ def test_actions_respect_avail_actions(case):
         assert chosen.all(), "a sampled action was not available"
 
 
-def test_episode_ends_by_horizon(case):
-    _needs_jax(case)
+def test_episode_ends_by_horizon(jax_case):
+    case = jax_case
     horizon = case.spec.horizon
-    if horizon <= 0:
-        pytest.skip("no time limit")
+    assert horizon > 0, "every env has a time limit (EnvSpec.horizon)"
     for seed in (8, 9):
         _, (_, _, next_ts) = case.rollout(jax.random.PRNGKey(seed))  # auto-resetting: several episodes
         terminated, truncated = np.asarray(next_ts.terminated), np.asarray(next_ts.truncated)
@@ -319,8 +329,8 @@ def test_episode_ends_by_horizon(case):
             assert not terminated.any()
 
 
-def test_autoreset(case):
-    _needs_jax(case)
+def test_autoreset(jax_case):
+    case = jax_case
     spec = case.spec
     first, (ts, actions, next_ts) = case.rollout(jax.random.PRNGKey(9))
     info = jax.device_get(next_ts.info)

@@ -195,14 +195,21 @@ class OffPolicyState(struct.PyTreeNode):
     env_steps: jax.Array  # int32, env steps collected (drives ε)
     windows: jax.Array  # int32, windows collected (drives hard target updates)
     updates: jax.Array  # int32, gradient steps taken
+    spec: Any = struct.field(pytree_node=False, default=None)  # the env's EnvSpec (static; e.g. action bounds)
 
 
 def optimizer(config) -> optax.GradientTransformation:
+    """Adam with global-norm gradient clipping (`grad_clip` <= 0: no clipping)."""
+    if config.grad_clip <= 0:
+        return optax.adam(config.lr)
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.lr))
 
 
 def _buffer(config):
-    return fbx.make_item_buffer(max_length=config.buffer_size, min_length=config.batch_size,
+    """The replay of windows. Learning starts once it holds `batch_size` windows, or — for a config with a
+    `learning_starts` field > 0 — that many (batches are then drawn with replacement from what is there)."""
+    min_length = getattr(config, "learning_starts", 0) or config.batch_size
+    return fbx.make_item_buffer(max_length=config.buffer_size, min_length=min_length,
                                 sample_batch_size=config.batch_size, add_batches=True)
 
 
@@ -213,18 +220,22 @@ def _recent_buffer(config):
     if not sizes:
         return None
     size, batch = sizes
-    return fbx.make_item_buffer(max_length=size, min_length=batch, sample_batch_size=batch, add_batches=True)
+    min_length = min(batch, getattr(config, "learning_starts", 0) or batch)  # (see `_buffer`)
+    return fbx.make_item_buffer(max_length=size, min_length=min_length, sample_batch_size=batch, add_batches=True)
 
 
 def example_window(spec, config, carry) -> Transition:
     """A zero window [T, ...] with the stored shapes (carry: the agents' carry at the first step)."""
     t, n = window_length(config, spec), spec.n_agents
+    # discrete: int actions [T, N], masks [T, N, A]; continuous: float actions [T, N, D], masks [T, N, 1]
+    actions = jnp.zeros((t, n), jnp.int32) if spec.discrete else jnp.zeros((t, n, spec.action_dim), jnp.float32)
+    n_avail = spec.n_actions if spec.discrete else 1
     return Transition(
         obs=jnp.zeros((t, n, spec.obs_dim)), global_state=jnp.zeros((t, spec.state_dim)),
-        avail_actions=jnp.zeros((t, n, spec.n_actions), bool), actions=jnp.zeros((t, n), jnp.int32),
+        avail_actions=jnp.zeros((t, n, n_avail), bool), actions=actions,
         reward=jnp.zeros((t, n)), terminated=jnp.zeros((t,), bool), truncated=jnp.zeros((t,), bool),
         next_obs=jnp.zeros((t, n, spec.obs_dim)), next_global_state=jnp.zeros((t, spec.state_dim)),
-        next_avail_actions=jnp.zeros((t, n, spec.n_actions), bool), agent_carry=carry,
+        next_avail_actions=jnp.zeros((t, n, n_avail), bool), agent_carry=carry,
     )
 
 
@@ -235,6 +246,7 @@ def init_state(params, spec, config, carry) -> OffPolicyState:
         params=params, target_params=params, opt_state=optimizer(config).init(params),
         buffer=_buffer(config).init(window), recent=recent.init(window) if recent else (),
         reward_stats=RunningStats.create(), env_steps=jnp.int32(0), windows=jnp.int32(0), updates=jnp.int32(0),
+        spec=spec,
     )
 
 
@@ -303,7 +315,9 @@ def make_update(loss_fn: LossFn):
             state = state.replace(target_params=jax.tree.map(
                 lambda p, q: jnp.where(copy, p, q), state.params, state.target_params))
         state = state.replace(windows=windows_after)
-        return state, dict(metrics, epsilon=epsilon(config, state.env_steps), learning=ready.astype(jnp.float32))
+        if hasattr(config, "epsilon_start"):  # ε-greedy learners report their ε
+            metrics = dict(metrics, epsilon=epsilon(config, state.env_steps))
+        return state, dict(metrics, learning=ready.astype(jnp.float32))
 
     return update
 

@@ -93,3 +93,55 @@ def safe_sqrt(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     double `where` keeps the untaken branch's gradient out of the result."""
     positive = x > eps
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def _log_one_minus_tanh_sq(u: jax.Array) -> jax.Array:
+    """log(1 − tanh(u)²) = 2·(log 2 − u − softplus(−2u)), exact and stable for large |u|."""
+    return 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+class TanhGaussian(NamedTuple):
+    """A squashed Gaussian on the box [low, high]^D (SAC's policy; ROMMEO-AC's π, ρ and prior P).
+
+    u ~ N(mean, exp(log_std)²) per dimension and a = mid + half·tanh(u), mid = (high + low)/2,
+    half = (high − low)/2. By the change of variables its density on the box is
+
+        log p(a) = Σ_d [log N(u_d; mean_d, σ_d) − log half − log(1 − tanh(u_d)²)],   u = atanh((a − mid)/half),
+
+    summed over the action dimensions. `sample_and_log_prob` reparameterises (a is a differentiable
+    function of mean, log_std and the noise) and evaluates the log-density at the pre-tanh u it drew,
+    which is exact even where tanh saturates; `log_prob(a)` inverts tanh on actions given from outside
+    (clipped to ±(1 − 1e-6) of the half-width so atanh stays finite).
+    """
+
+    mean: jax.Array  # [..., D], pre-tanh
+    log_std: jax.Array  # [..., D]
+    low: float = -1.0
+    high: float = 1.0
+
+    @property
+    def _mid_half(self):
+        return 0.5 * (self.high + self.low), 0.5 * (self.high - self.low)
+
+    def _log_prob_u(self, u: jax.Array) -> jax.Array:
+        _, half = self._mid_half
+        gauss = DiagGaussian(self.mean, self.log_std).log_prob(u)
+        return gauss - jnp.sum(jnp.log(half) + _log_one_minus_tanh_sq(u), axis=-1)
+
+    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mid, half = self._mid_half
+        u = DiagGaussian(self.mean, self.log_std).sample(key)
+        return mid + half * jnp.tanh(u), self._log_prob_u(u)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return self.sample_and_log_prob(key)[0]
+
+    def log_prob(self, actions: jax.Array) -> jax.Array:
+        mid, half = self._mid_half
+        y = jnp.clip((actions - mid) / half, -1.0 + 1e-6, 1.0 - 1e-6)
+        return self._log_prob_u(jnp.arctanh(y))
+
+    def mode(self) -> jax.Array:
+        """tanh of the Gaussian's mean (the executed 'mean action'; not the exact mode of the density)."""
+        mid, half = self._mid_half
+        return mid + half * jnp.tanh(self.mean)
