@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coopmarl.envs.tabular import TabularGame
 
@@ -84,6 +85,20 @@ def solve(game: TabularGame, horizon: int | None | str = "game", discount: float
     return _solve(game, horizon, float(discount))
 
 
+def _neumann_solve(m: jax.Array, r: jax.Array, discount: float, tol: float = 1e-9) -> jax.Array:
+    """v = (I − M)⁻¹ r = Σ_t Mᵗ r for M = γ·P (P row-stochastic, γ < 1), by doubling: after k steps
+    v = Σ_{t < 2^k} Mᵗ r, and the rest is ≤ γ^(2^k)/(1 − γ) of |r|. Only matmuls: a LAPACK solve
+    (jnp.linalg.solve) runs jaxlib's batched CPU kernel under vmap, which can deadlock on its thread
+    pool (as the batched QR did; see nets/init.py)."""
+    if not 0.0 <= discount < 1.0:
+        raise ValueError(f"the infinite-horizon objective needs a discount in [0, 1), got {discount}")
+    steps = int(np.ceil(np.log2(max(np.log(tol * (1.0 - discount)) / np.log(discount), 1.0)))) + 1
+    for _ in range(steps):
+        r = r + m @ r
+        m = m @ m
+    return r
+
+
 @partial(jax.jit, static_argnames=("horizon", "discount"))
 def _evaluate(game, policies, horizon, discount):
     pi = joint_policy(policies)  # [S, J]
@@ -97,7 +112,7 @@ def _evaluate(game, policies, horizon, discount):
     else:  # solve (I - discount P_pi) v = r_pi
         p_pi = jnp.einsum("sj,sjt->st", pi, game.transition_flat)
         r_pi = jnp.sum(pi * game.reward_flat, -1)
-        v = jnp.linalg.solve(jnp.eye(game.n_states) - discount * p_pi, r_pi)
+        v = _neumann_solve(discount * p_pi, r_pi, discount)
         q = backup(game, v, discount)
     v = jnp.sum(pi * q, -1)
     return Evaluation(q, v, game.initial @ v)
