@@ -366,7 +366,9 @@ def update(state: PGState, data, key, *, config: PGConfig):
         advantages = (advantages - mean) / (std + 1e-5)  # eps as in the MAPPO code
     flat = lambda x: jnp.reshape(x, (n_batch,) + x.shape[2:])  # noqa: E731
     samples = jax.tree.map(flat, Samples(
-        obs=data.obs, critic_in=(data.obs, data.global_state), avail=data.avail_actions, actions=data.actions,
+        obs=data.obs, avail=data.avail_actions, actions=data.actions,
+        # the critic's input; a local critic needs no global state (not carried through the shuffles)
+        critic_in=(data.obs, data.global_state if config.critic == "central" else data.global_state[..., :0]),
         old_pi=old_pi, old_logp=old_pi.log_prob(data.actions), old_values=values,
         advantages=advantages, returns=returns,
     ))

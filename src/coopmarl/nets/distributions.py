@@ -40,8 +40,10 @@ class Categorical(NamedTuple):
 
     def log_prob(self, actions: jax.Array) -> jax.Array:
         """log π(a) for int actions [...]."""
-        idx = actions.astype(jnp.int32)[..., None]
-        return jnp.take_along_axis(self.log_probs(), idx, axis=-1)[..., 0]
+        # a one-hot product rather than a gather: elementwise, so XLA fuses it (a gather is a separate,
+        # slow kernel on the CPU); the same value — the other entries add exact zeros
+        one_hot = actions.astype(jnp.int32)[..., None] == jnp.arange(self.logits.shape[-1])
+        return jnp.sum(jnp.where(one_hot, self.log_probs(), 0.0), axis=-1)
 
     def entropy(self) -> jax.Array:
         p, logp = self.probs(), self.log_probs()

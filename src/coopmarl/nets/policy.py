@@ -88,9 +88,15 @@ class AgentNets:
         return jax.vmap(lambda k: self.module.init(k, jnp.zeros((in_dim,))))(keys)
 
     def apply(self, params: Any, x: jax.Array) -> Any:
-        n_batch = x.ndim - 2  # the axes before the agent axis
+        """The module sees 2-D inputs [rows, in_dim] only: XLA's CPU backend multiplies a flattened
+        [rows, in] @ [in, out] ~2x faster than the same product with extra batch axes ([T, E, N, in])."""
+        batch = x.shape[:-2]  # the axes before the agent axis
         if self.shared:
             ids = jnp.broadcast_to(jnp.eye(self.n_agents, dtype=x.dtype), x.shape[:-1] + (self.n_agents,))
-            return self.module.apply(params, jnp.concatenate([x, ids], axis=-1))
-        out = jax.vmap(self.module.apply)(params, jnp.moveaxis(x, -2, 0))  # [N, ..., out]
-        return jax.tree.map(lambda o: jnp.moveaxis(o, 0, n_batch), out)
+            x = jnp.concatenate([x, ids], axis=-1)
+            out = self.module.apply(params, x.reshape(-1, x.shape[-1]))  # [rows·N, ...]
+            return jax.tree.map(lambda o: o.reshape(batch + (self.n_agents,) + o.shape[1:]), out)
+        rows = jnp.moveaxis(x, -2, 0).reshape(self.n_agents, -1, x.shape[-1])  # [N, rows, in]
+        out = jax.vmap(self.module.apply)(params, rows)  # [N, rows, ...]
+        return jax.tree.map(lambda o: jnp.moveaxis(o.reshape((self.n_agents,) + batch + o.shape[2:]), 0, len(batch)),
+                            out)
