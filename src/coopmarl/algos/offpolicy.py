@@ -325,9 +325,7 @@ def make_update(loss_fn: LossFn):
 def unroll_batch(agents: Agents, params, batch: Transition):
     """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
-    return jax.vmap(lambda c, o, o2, d: agents.unroll(params, c, o, o2, d))(
-        batch.agent_carry, batch.obs, batch.next_obs, done
-    )
+    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done)
 
 
 def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:

@@ -77,26 +77,37 @@ class Agents:
         return jax.vmap(lambda k: self.net.init(k, dummy_c, dummy_x))(jax.random.split(key, self.n_agents))
 
     def apply(self, params, carry: jax.Array, obs: jax.Array):
-        """One step for every agent: carry [N, H], obs [N, D] -> (carry [N, H], q [N, A])."""
+        """One step for every agent: carry [..., N, H], obs [..., N, D] -> (carry [..., N, H], q [..., N, A]).
+
+        The networks see 2-D inputs [rows, D] only: XLA's CPU backend multiplies a flattened
+        [rows, D] @ [D, H] about twice as fast as the same product with extra batch axes."""
         x = self.inputs(obs)
+        lead, n = x.shape[:-2], self.n_agents
         if self.share_parameters:
-            return jax.vmap(lambda c, o: self.net.apply(params, c, o))(carry, x)
-        return jax.vmap(self.net.apply)(params, carry, x)
+            c, q = self.net.apply(params, carry.reshape(-1, carry.shape[-1]), x.reshape(-1, x.shape[-1]))
+            return c.reshape(carry.shape), q.reshape(lead + (n, q.shape[-1]))
+        rows = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, rows, ·]
+        back = lambda a: jnp.moveaxis(a.reshape((n,) + lead + a.shape[-1:]), 0, -2)  # noqa: E731
+        c, q = jax.vmap(self.net.apply)(params, rows(carry), rows(x))
+        return back(c), back(q)
 
     def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array):
-        """Q-values along a window of T steps of one env.
+        """Q-values along windows of T steps.
 
-        carry0 [N, H] is the stored carry before step 0; obs / next_obs [T, N, D]; done [T] ends an
-        episode after step t (so the carry restarts at t + 1). Returns q [T, N, A] at obs[t] and
-        q_next [T, N, A] at next_obs[t] (the true next observation — also at an episode's last step).
+        carry0 [..., N, H] is the stored carry before step 0; obs / next_obs [..., T, N, D]; done [..., T]
+        ends an episode after step t (so the carry restarts at t + 1). Returns q [..., T, N, A] at obs[t]
+        and q_next [..., T, N, A] at next_obs[t] (the true next observation — also at an episode's last
+        step). Leading axes (a batch of windows) are stepped together, as one batch of rows per step.
         """
-        fresh = self.initial_carry()
+        fresh = jnp.zeros_like(carry0)
 
         def step(carry, x):
             o, o_next, d = x
             carry, q = self.apply(params, carry, o)
             _, q_next = self.apply(params, carry, o_next)
-            return jnp.where(d, fresh, carry), (q, q_next)
+            return jnp.where(d[..., None, None], fresh, carry), (q, q_next)
 
-        _, (q, q_next) = jax.lax.scan(step, carry0, (obs, next_obs, done))
-        return q, q_next
+        time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
+        _, (q, q_next) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(next_obs, -3),
+                                                     time_first(done, -1)))
+        return jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)
