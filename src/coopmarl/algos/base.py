@@ -107,6 +107,10 @@ def _load_all():
     import coopmarl.algos.ppo  # noqa: F401
     import coopmarl.algos.maosdqn  # noqa: F401
     import coopmarl.algos.qmix  # noqa: F401
+    import coopmarl.algos.ddpg  # noqa: F401
+    import coopmarl.algos.rommeo_ac  # noqa: F401
+    import coopmarl.algos.pr2  # noqa: F401
+    import coopmarl.algos.masql  # noqa: F401
     import coopmarl.exact.baselines  # noqa: F401
     import coopmarl.exact.dpo  # noqa: F401
     import coopmarl.exact.maosql  # noqa: F401

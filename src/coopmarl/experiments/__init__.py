@@ -49,7 +49,7 @@ def register_experiment(name: str, description: str, options: dict | None = None
 
 
 def _load():
-    from coopmarl.experiments import policy_gradient, tabular, value  # noqa: F401
+    from coopmarl.experiments import continuous, policy_gradient, tabular, value  # noqa: F401
 
 
 def list_experiments() -> list[Experiment]:
