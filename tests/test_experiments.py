@@ -16,12 +16,10 @@ TINY = {
     "dpo-matrix": {"iterations": "10"},
     "stochastic-game-optimum": {"n_states": "6", "n_agents": "3", "n_actions": "3"},
     "maosql-didactic": {"games": "ro-matrix", "algos": "maosdqn,mappo", "seeds": "2", "steps": "200"},
-    "maosql-lbf": {"tasks": "lbf:5x5-2p-1f-coop", "algos": "qmix", "seeds": "1", "steps": "400"},
+    "maosql-lbf": {"tasks": "lbf:5x5-2p-1f-coop", "algos": "maosdqn,qmix", "seeds": "1", "steps": "400"},
     "remix-predator-prey": {"punishments": "-2", "algos": "remix", "seeds": "1", "steps": "800"},
     "remix-ablation": {"terms": "on_policy", "seeds": "1", "steps": "800"},
     "remix-weight-range": {"weights": "0.5", "seeds": "1", "steps": "800"},
-    "dpo-stochastic-game": {"n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,iql", "seeds": "2",
-                            "steps": "160"},
     "dpo-dtarget": {"n_states": "4", "n_agents": "2", "n_actions": "2", "targets": "0.1", "seeds": "1",
                     "steps": "128"},
     "dpo-delta-omega": {"n_states": "4", "n_agents": "2", "n_actions": "2", "grid": "3:6", "seeds": "1",
@@ -34,7 +32,8 @@ HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"}}  # brax c
 
 
 # presets whose tiny end-to-end run lives beside their algorithms' tests
-ELSEWHERE = {"rommeo-differential": "tests/test_continuous.py::test_rommeo_differential_preset_writes_table_and_plots"}
+ELSEWHERE = {"rommeo-differential": "tests/test_continuous.py::test_rommeo_differential_preset_writes_table_and_plots",
+             "dpo-stochastic-game": "tests/test_pg_presets.py::test_stochastic_game_preset_end_to_end"}
 
 
 def test_every_preset_has_a_tiny_configuration():
@@ -56,6 +55,8 @@ def test_preset_writes_table_and_plots(tmp_path, name):
     _check_report(report, out, name)
     if name == "dpo-matrix":
         assert "NO" not in (out / "table.md").read_text()  # J monotone in every game and for both M̂
+    if name == "maosql-lbf":  # beside the paper's Table 6 (MAOSDQN and QMIX both 1.000 on this task)
+        assert "| lbf:5x5-2p-1f-coop | maosdqn |" in report.table and "| 1.0 |" in report.table.replace("1.000", "1.0")
     if name == "rommeo-climbing":
         for algo in ("rommeo-q", "rommeo-q-emp", "jal", "tabular-iql", "fmq", "wolf-phc"):
             assert (out / algo / "summary.json").exists()
@@ -71,6 +72,7 @@ def test_heavy_preset_writes_table_and_plots(tmp_path, name):
 @pytest.mark.parametrize("name, options, match", [
     ("maosql-didactic", {"games": "ro-matrix,climbing"}, "unknown game 'climbing'.*Valid: tensor, ro-matrix"),
     ("maosql-lbf", {"algos": "qmix,mapo"}, "unknown algorithm 'mapo'. Did you mean 'mappo'"),
+    ("maosql-lbf", {"scale": "gpu"}, "scale must be 'cpu' or 'paper'"),
     ("maosql-lbf", {"tasks": "lbf:5x5-2p-1f"}, "unknown LBF task.*Did you mean 'lbf:5x5-2p-1f-coop'"),
     ("remix-predator-prey", {"punishments": "-2,big"}, "punishments must be comma-separated numbers"),
     ("remix-ablation", {"terms": "bellman"}, "unknown term 'bellman'.*bellman_error"),

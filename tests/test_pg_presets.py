@@ -19,11 +19,12 @@ def test_presets_are_registered_with_a_scale_and_seeds():
 
 
 def test_stochastic_game_preset_end_to_end(tmp_path):
-    opts = {"steps": "160", "seeds": "2", "n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,ippo"}
+    opts = {"steps": "160", "seeds": "2", "n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,ippo,iql"}
     report, out = run_experiment("dpo-stochastic-game", tmp_path / "sg", opts)
     table = (out / "table.md").read_text()
     rows = [line.split("|")[1].strip() for line in report.table.splitlines()[2:]]
-    assert rows == ["DPO", "IPPO"]
+    assert rows == ["DPO", "IPPO", "IQL"]
+    assert "nan" not in report.table  # IQL (no policy table): its greedy column is "—", its return from rollouts
     assert table.startswith("# DPO Figs 1a, 8") and "| DPO |" in table and "| IPPO |" in table
     assert any(n.startswith("DPO vs IPPO (final exact return): DPO") for n in report.notes)
     assert any("Below the optimum" in n for n in report.notes)

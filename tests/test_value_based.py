@@ -163,17 +163,6 @@ def test_training_is_deterministic():
     np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
 
 
-def test_maosql_lbf_preset_runs_and_reports_table6(tmp_path):
-    from coopmarl.experiments import run_experiment
-
-    report, out = run_experiment("maosql-lbf", tmp_path / "lbf", {"tasks": "lbf:5x5-2p-1f-coop", "steps": "400",
-                                                                   "seeds": "1"})
-    assert "| lbf:5x5-2p-1f-coop | maosdqn |" in report.table and "| 1.0 |" in report.table.replace("1.000", "1.0")
-    assert (out / "table.md").exists() and (out / "lbf_5x5-2p-1f-coop.png").exists()
-    with pytest.raises(ConfigError, match="scale"):
-        run_experiment("maosql-lbf", tmp_path / "bad", {"scale": "gpu"})
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("env", ["predator-prey:p-2", "mpe:spread", "smax:3m", "tensor", "three-state"])
 @pytest.mark.parametrize("algo", ["iql", "qmix", "qplex", "remix", "maosdqn"])
