@@ -194,3 +194,14 @@ def test_rommeo_differential_preset_writes_table_and_plots(tmp_path):
 def test_rommeo_differential_bad_options(options, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         run_experiment("rommeo-differential", tmp_path / "bad", options)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["rommeo-ac", "maddpg", "iddpg", "ddpg-om", "pr2-ac", "masql"])
+def test_cli_trains_on_mabrax(algo, tmp_path):
+    """Every continuous algorithm trains from the CLI on the third continuous env family (MABrax)."""
+    pytest.importorskip("brax", reason="the jaxmarl extra (brax) is part of the test extra")
+    out = tmp_path / algo
+    assert cli.main(["train", algo, "mabrax:hopper_3x1", "env.episode_length=20", *SMALL, "--out", str(out),
+                     "--quiet"]) == 0
+    assert (out / "summary.json").exists()
