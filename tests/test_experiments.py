@@ -12,7 +12,7 @@ from coopmarl.experiments import list_experiments, run_experiment
 # every preset at a tiny scale: a few hundred steps, one or two seeds, the smallest selection of its options
 TINY = {
     "rommeo-climbing": {"seeds": "4", "steps": "200"},
-    "maosql-tabular": {"seeds": "2", "iterations": "50"},
+    "maosql-tabular": {"seeds": "2", "iterations": "50", "games": "tensor"},
     "dpo-matrix": {"iterations": "10"},
     "stochastic-game-optimum": {"n_states": "6", "n_agents": "3", "n_actions": "3"},
     "maosql-didactic": {"games": "ro-matrix", "algos": "maosdqn,mappo", "seeds": "2", "steps": "200"},

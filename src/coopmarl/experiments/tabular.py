@@ -11,7 +11,7 @@ import numpy as np
 from coopmarl import exact
 from coopmarl.config import resolve
 from coopmarl.envs.registry import make
-from coopmarl.experiments import Report, markdown_table, register_experiment
+from coopmarl.experiments import Report, choose, markdown_table, register_experiment
 from coopmarl.outputs import write_run
 from coopmarl.runner import RunResult, train
 
@@ -45,16 +45,20 @@ def fmt_joint(actions) -> str:
 MAOSQL_GRID = ((50.0, 10.0), (50.0, 1000.0), (5.0, 5000.0), (1.0, 500.0))
 
 
+MAOSQL_GAMES = ("ro-matrix", "tensor", "three-state")
+
+
 @register_experiment(
     "maosql-tabular",
     "MAOSVI and MAOSQL (MAOSQL Alg. 1-2) on ro-matrix, tensor and three-state for several (α, β), "
     "some violating Theorem 3: regret and greedy joint action vs the optimum",
-    {"seeds": (8, "seeds per setting"), "iterations": (1000, "iterations of each algorithm")},
+    {"seeds": (8, "seeds per setting"), "iterations": (1000, "iterations of each algorithm"),
+     "games": ("all", f"comma-separated subset of {', '.join(MAOSQL_GAMES)}, or all")},
 )
 def maosql_tabular(out_dir: Path, opts: dict) -> Report:
     rows = []
     results = {}
-    for game in ("ro-matrix", "tensor", "three-state"):
+    for game in choose(opts["games"], MAOSQL_GAMES, "game"):
         env = make(game)
         solution = exact.solve(env)
         optimum = {fmt_joint(np.unravel_index(int(j), env.action_shape)) for j in
@@ -90,7 +94,7 @@ def maosql_tabular(out_dir: Path, opts: dict) -> Report:
     from coopmarl.plots import plot_curves
 
     plots = []
-    for game in ("ro-matrix", "tensor", "three-state"):
+    for game in choose(opts["games"], MAOSQL_GAMES, "game"):
         chosen = [k for k in results if k.startswith(game + "/")]
         path = f"{game}_regret.png"
         plot_curves([results[k] for k in chosen], out_dir / path, metrics=["regret", "greedy_regret"],
