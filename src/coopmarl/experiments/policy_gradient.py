@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.config import ConfigError
-from coopmarl.experiments import Report, markdown_table, register_experiment
+from coopmarl.experiments import Report, choose, markdown_table, register_experiment
 from coopmarl.experiments import mean_std as _ms
 from coopmarl.experiments.tabular import train_run
 
@@ -42,7 +42,8 @@ ALGO_LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo-kl": "IPPO-KL", "dpo-no-kl": 
                "dpo-no-sqrt": "DPO w/o sqrt", "iql": "IQL"}
 
 
-def _check(opts: dict, algos: tuple[str, ...] | None = None, allowed: tuple[str, ...] = ()) -> None:
+def _check(opts: dict, algos: str | None = None, allowed: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The options every preset shares; returns the chosen algorithms (from `allowed`) when given."""
     if opts["scale"] not in ("cpu", "paper"):
         raise ConfigError(f"scale must be 'cpu' or 'paper', got {opts['scale']!r}")
     if opts.get("seeds", 1) < 1:
@@ -51,9 +52,7 @@ def _check(opts: dict, algos: tuple[str, ...] | None = None, allowed: tuple[str,
         raise ConfigError(f"beta_init must be > 0, got {opts['beta_init']}")
     if opts.get("steps", 0) < 0:
         raise ConfigError(f"steps must be >= 0 (0 = the scale's), got {opts['steps']}")
-    for a in algos or ():
-        if a not in allowed:
-            raise ConfigError(f"unknown algorithm {a!r} for this preset. Valid: {', '.join(allowed)}")
+    return choose(algos, allowed, "algorithm") if algos is not None else ()
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -172,8 +171,7 @@ def _sg_runs(out_dir: Path, opts: dict, settings: list[tuple[str, str, dict]], t
     {**SG_OPTIONS, "algos": (",".join(SG_ALGOS), f"comma-separated subset of {', '.join(SG_ALGOS)}")},
 )
 def dpo_stochastic_game(out_dir: Path, opts: dict) -> Report:
-    algos = _names(opts["algos"])
-    _check(opts, algos, SG_ALGOS)
+    algos = _check(opts, opts["algos"], SG_ALGOS)
     settings = [(ALGO_LABELS[a], a, {}) for a in algos]
     rows, header, notes, plot, finals, optimum = _sg_runs(out_dir, opts, settings, "DPO Figs 1a, 8", "curves.png")
     if "DPO" in finals and "IPPO" in finals:
@@ -287,11 +285,8 @@ def _mpe_opts(default_algos: str, seeds: int) -> dict:
 
 
 def _mpe(out_dir: Path, opts: dict, allowed: tuple[str, ...], title: str) -> tuple[Report, dict]:
-    algos, tasks = _names(opts["algos"]), _names(opts["tasks"])
-    _check(opts, algos, allowed)
-    bad = [t for t in tasks if t not in MPE_TASKS]
-    if bad or not tasks:
-        raise ConfigError(f"unknown MPE task(s) {bad or tasks}. Valid: {', '.join(MPE_TASKS)}")
+    algos = _check(opts, opts["algos"], allowed)
+    tasks = choose(opts["tasks"], MPE_TASKS, "MPE task")
     steps = opts["steps"] or MPE_STEPS[opts["scale"]]
     n_envs = MPE_ENVS[opts["scale"]]
     groups = _env_runs(out_dir, opts, [(t, {"env.n_agents": opts["n_agents"]}) for t in tasks], algos, "mpe",
@@ -391,12 +386,8 @@ def _win_rate(n_episodes: int = 32):
      "algos": ("dpo,ippo", "comma-separated algorithms (dpo, ippo, iql, dpo-no-sqrt, dpo-no-kl)")},
 )
 def dpo_smax(out_dir: Path, opts: dict) -> Report:
-    algos = _names(opts["algos"])
-    _check(opts, algos, ("dpo", "ippo", "iql", "dpo-no-sqrt", "dpo-no-kl"))
-    maps = tuple(SMAX_MAPS) if opts["maps"] == "all" else _names(opts["maps"])
-    bad = [m for m in maps if m not in SMAX_MAPS]
-    if bad or not maps:
-        raise ConfigError(f"unknown map(s) {bad or maps}. Valid: {', '.join(SMAX_MAPS)} or all")
+    algos = _check(opts, opts["algos"], ("dpo", "ippo", "iql", "dpo-no-sqrt", "dpo-no-kl"))
+    maps = choose(opts["maps"], SMAX_MAPS, "map")
     steps = opts["steps"] or SMAX_STEPS[opts["scale"]]
     n_envs = SMAX_ENVS[opts["scale"]]
     envs = [(f"smax:{SMAX_MAPS[m]}", {}) for m in maps]
@@ -439,12 +430,9 @@ MABRAX_EPISODE = {"cpu": 100, "paper": 1000}
      "algos": ("dpo,ippo", "comma-separated algorithms (dpo, ippo, dpo-no-sqrt, dpo-no-kl)")},
 )
 def dpo_mabrax(out_dir: Path, opts: dict) -> Report:
-    algos = _names(opts["algos"])
-    _check(opts, algos, ("dpo", "ippo", "dpo-no-sqrt", "dpo-no-kl"))
-    tasks = _names(opts["tasks"]) or (("halfcheetah_6x1",) if opts["scale"] == "cpu" else tuple(MABRAX_TASKS.values()))
-    bad = [t for t in tasks if t not in MABRAX_TASKS.values()]
-    if bad:
-        raise ConfigError(f"unknown MABrax task(s) {bad}. Valid: {', '.join(MABRAX_TASKS.values())}")
+    algos = _check(opts, opts["algos"], ("dpo", "ippo", "dpo-no-sqrt", "dpo-no-kl"))
+    default = ("halfcheetah_6x1",) if opts["scale"] == "cpu" else tuple(MABRAX_TASKS.values())
+    tasks = choose(opts["tasks"], MABRAX_TASKS.values(), "MABrax task") if opts["tasks"].strip() else default
     steps = opts["steps"] or MABRAX_STEPS[opts["scale"]]
     episode = MABRAX_EPISODE[opts["scale"]]
     n_envs = 8 if opts["scale"] == "cpu" else 64
