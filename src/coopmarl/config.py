@@ -13,12 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from coopmarl.algos.base import Algorithm, get_algo
-from coopmarl.envs.registry import ParamError, UnknownNameError, bind_params, coerce, did_you_mean, env_entry, make
+from coopmarl.envs.registry import bind_params, coerce, env_entry, make
+from coopmarl.errors import ConfigError, ParamError, UnknownNameError, did_you_mean
 from coopmarl.runner import RunConfig
-
-
-class ConfigError(ValueError):
-    """A run could not be configured; the message says why and names the valid choices."""
 
 
 @dataclass(frozen=True)

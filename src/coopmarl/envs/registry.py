@@ -9,25 +9,12 @@ receives the text after the colon.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-
-class UnknownNameError(KeyError):
-    def __str__(self):  # KeyError quotes its message; we want it plain
-        return str(self.args[0])
-
-
-class ParamError(ValueError):
-    pass
-
-
-def did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+from coopmarl.errors import ParamError, UnknownNameError, did_you_mean  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""The ground floor: the errors every layer raises, and the "did you mean" helper for their messages.
+
+It imports nothing from coopmarl (and nothing heavy), so any module may use it without an import cycle.
+The CLI turns each of these into one line, `coopmarl: error: …`, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class CoopmarlError(Exception):
+    """Base of the errors raised for bad input; their messages name the valid choices."""
+
+
+class ConfigError(CoopmarlError, ValueError):
+    """A run could not be configured; the message says why and names the valid choices."""
+
+
+class ParamError(CoopmarlError, ValueError):
+    """A parameter has an unknown name or a value of the wrong type."""
+
+
+class UnknownNameError(CoopmarlError, KeyError):
+    """An unknown environment, algorithm or experiment name."""
+
+    def __str__(self):  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+def did_you_mean(name: str, choices) -> str:
+    """" Did you mean 'x'?" for the closest of `choices`, or ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
