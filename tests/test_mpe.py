@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import coopmarl
-from coopmarl.envs.core import AutoReset, split_key, uniform, uniform_concat
+from coopmarl.envs.core import AutoReset
+from coopmarl.envs.fast_random import split_key, uniform, uniform_concat
 from coopmarl.envs.mpe import ParticleState, physics
 from coopmarl.envs.mpe.matching import min_cost_assignment, min_total_cost, permutations
 

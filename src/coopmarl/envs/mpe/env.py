@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from coopmarl.envs.core import EnvSpec, TimeStep, split_key, uniform, uniform_concat
+from coopmarl.envs.core import EnvSpec, TimeStep
+from coopmarl.envs.fast_random import split_key, uniform, uniform_concat
 from coopmarl.envs.mpe import physics
 from coopmarl.envs.mpe.matching import min_total_cost
 from coopmarl.envs.mpe.physics import World
