@@ -20,12 +20,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import measure_env, time_compiled  # noqa: E402
 
 from coopmarl.config import resolve  # noqa: E402
-from coopmarl.runner import _iteration_size, build_chunk  # noqa: E402
+from coopmarl.results import iteration_size  # noqa: E402
+from coopmarl.runner import build_chunk  # noqa: E402
 
 
 def measure_training(algo_name: str, env_name: str, seeds: int, iters: int, overrides: list[str]) -> dict:
     r = resolve(algo_name, env_name, overrides)
-    t, e = _iteration_size(r.algo, r.config, r.env.spec)
+    t, e = iteration_size(r.algo, r.config, r.env.spec)
     init_fn, chunk_fn = build_chunk(r.algo, r.env, r.config, iters)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(seeds)])
     carry = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))(None, keys)

@@ -20,11 +20,11 @@ from PIL import Image
 import coopmarl
 from coopmarl.cli import main
 from coopmarl.config import ConfigError, resolve
-from coopmarl.outputs import (
-    RunWriter, _state_leaves, checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint,
-)
-from coopmarl.render import greedy_policy, run_frames
-from coopmarl.runner import make_evaluator, train
+from coopmarl.checkpoints import state_leaves
+from coopmarl.evaluation import greedy_policy, make_evaluator
+from coopmarl.outputs import RunWriter, checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
+from coopmarl.render import run_frames
+from coopmarl.runner import train
 
 TINY = {  # seconds-long runs: a couple of iterations of small networks
     "qmix": ["agent=mlp", "total_steps=40", "log_points=2", "batch_size=2", "buffer_size=8", "n_envs=2",
@@ -74,7 +74,7 @@ def _greedy_returns(resolved, state, seed=0, episodes=4):
 
 
 def _assert_same_state(loaded, original, with_buffers=False):
-    a, b = _state_leaves(loaded, with_buffers), _state_leaves(original, with_buffers)
+    a, b = state_leaves(loaded, with_buffers), state_leaves(original, with_buffers)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)

@@ -6,7 +6,8 @@ import pytest
 
 import coopmarl
 from coopmarl.algos.base import get_algo
-from coopmarl.runner import RunConfig, _rollout_eval, plan_chunks, train
+from coopmarl.evaluation import rollout_evaluator
+from coopmarl.runner import RunConfig, plan_chunks, train
 
 
 def _run(algo, env, seeds, first=0, steps=400, **cfg):
@@ -54,7 +55,7 @@ def test_rollout_evaluation_matches_the_exact_value_of_the_greedy_policy():
     algo, game = get_algo("tabular-iql"), coopmarl.make("three-state")
     result = _run("tabular-iql", "three-state", seeds=2, steps=3000)
     config = algo.config_cls()
-    evaluate = _rollout_eval(algo, game, config, n_episodes=4000)
+    evaluate = rollout_evaluator(algo, game, config, n_episodes=4000)
     state0 = jax.tree.map(lambda x: x[0], result.train_state)
     undiscounted = coopmarl.exact.evaluate(game, algo.policy(state0, config), discount=1.0).expected_return
     got = jax.jit(evaluate)(None, state0, jax.random.PRNGKey(3))["eval_return"]

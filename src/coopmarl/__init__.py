@@ -1,19 +1,41 @@
-"""coopmarl: cooperative multi-agent RL in JAX."""
+"""coopmarl: cooperative multi-agent RL in JAX.
+
+Everything is imported on first use (PEP 562), so `import coopmarl` — and `coopmarl --help` — stays fast
+and does not import JAX:
+
+    import coopmarl
+    env = coopmarl.make("climbing")              # environments
+    coopmarl.list_envs(); coopmarl.list_algos()  # what is registered (built-in and plugins)
+    resolved = coopmarl.resolve("qmix", "lbf:5x5-2p-1f-coop", ["total_steps=10000"])
+    result = coopmarl.train(resolved.algo, resolved.env, resolved.config, resolved.run)
+"""
 
 __version__ = "0.1.0"
 
-from coopmarl.envs import EnvSpec, TabularGame, TimeStep, list_envs, make  # noqa: E402
+# public name -> the module that defines it
+_LAZY = {
+    "make": "coopmarl.envs.registry", "list_envs": "coopmarl.envs.registry", "EnvSpec": "coopmarl.envs.core",
+    "TimeStep": "coopmarl.envs.core", "TabularGame": "coopmarl.envs.tabular",
+    "list_algos": "coopmarl.algos.base", "get_algo": "coopmarl.algos.base",
+    "resolve": "coopmarl.config", "train": "coopmarl.runner", "RunConfig": "coopmarl.results",
+    "RunResult": "coopmarl.results",
+    "load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "load_run": "coopmarl.outputs",
+    "render_run": "coopmarl.render",
+    "ConfigError": "coopmarl.errors",
+}
 
-__all__ = ["__version__", "make", "list_envs", "EnvSpec", "TimeStep", "TabularGame", "load_checkpoint", "evaluate",
-           "render_run"]
-
-# run-directory functions, imported on first use (they pull in the runner and the algorithms)
-_LAZY = {"load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "render_run": "coopmarl.render"}
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'coopmarl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -33,7 +33,20 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]):
         table.add_column(h, overflow="fold")
     for r in rows:
         table.add_row(*[escape(str(x)) for x in r])
-    Console(width=160).print(table)
+    console().print(table)
+
+
+def console():
+    """A rich console as wide as the terminal; off a terminal (a pipe, a log file) as wide as $COLUMNS, else
+    160 columns, so logged tables are not folded to 80."""
+    import os
+    import shutil
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=int(os.environ.get("COLUMNS") or 0) or max(shutil.get_terminal_size((160, 24)).columns, 160))
 
 
 def cmd_list(args):
@@ -107,7 +120,8 @@ def cmd_solve(args):
     import numpy as np
 
     from coopmarl import exact
-    from coopmarl.config import ConfigError, parse_overrides
+    from coopmarl.config import parse_overrides
+    from coopmarl.errors import ConfigError
     from coopmarl.envs import TabularGame, env_entry, make
 
     params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
@@ -140,15 +154,25 @@ def cmd_eval(args):
 
     report = evaluate(args.run, episodes=args.episodes, seed=args.seed, step=args.step)
     names = list(report["metrics"])
-    rows = [[str(seed)] + [_fmt(report["metrics"][n]["per_seed"][i]) for n in names]
-            for i, seed in enumerate(report["seeds"])]
-    rows.append(["mean"] + [_fmt(report["metrics"][n]["mean"]) for n in names])
-    rows.append(["std"] + [_fmt(report["metrics"][n]["std"]) for n in names])
     how = "exact evaluation" if report["exact"] else f"{report['episodes']} greedy episodes per seed"
     print(f"{report['algo']} on {report['env']}: {report['checkpoint']} (step {report['step']}), {how}")
-    _print_table("evaluation", ["seed"] + names, rows)
+    if args.summary:  # one row per metric: the aggregate over seeds
+        rows = [[n, str(len(report["seeds"]))] + [_fmt(report["metrics"][n][k]) for k in ("mean", "std")]
+                + [_fmt(_reduce(report["metrics"][n]["per_seed"], f)) for f in (min, max)] for n in names]
+        _print_table("evaluation over seeds", ["metric", "seeds", "mean", "std", "min", "max"], rows)
+    else:
+        rows = [[str(seed)] + [_fmt(report["metrics"][n]["per_seed"][i]) for n in names]
+                for i, seed in enumerate(report["seeds"])]
+        rows.append(["mean"] + [_fmt(report["metrics"][n]["mean"]) for n in names])
+        rows.append(["std"] + [_fmt(report["metrics"][n]["std"]) for n in names])
+        _print_table("evaluation", ["seed"] + names, rows)
     print(f"wrote {eval_path(args.run, args.step)}")
     return 0
+
+
+def _reduce(values, fn):
+    finite = [v for v in values if v is not None]
+    return fn(finite) if finite else None
 
 
 def _fmt(x) -> str:
@@ -158,7 +182,8 @@ def _fmt(x) -> str:
 def cmd_render(args):
     import jax
 
-    from coopmarl.config import ConfigError, parse_overrides
+    from coopmarl.config import parse_overrides
+    from coopmarl.errors import ConfigError
     from coopmarl.envs import make
     from coopmarl.render import can_render, not_renderable_error, render_run, rollout_frames, save_gif
 
@@ -193,7 +218,9 @@ def cmd_plot(args):
     runs = [load_run(r) for r in args.runs]
     out = Path(args.out) if args.out else (Path(args.runs[0]) / "comparison.png" if len(args.runs) > 1
                                            else Path(args.runs[0]) / "curves.png")
-    labels = [f"{r.algo} ({Path(p).name})" for r, p in zip(runs, args.runs)] if len(runs) > 1 else None
+    labels = [f"{r.algo} on {r.env}" for r in runs]
+    if len(set(labels)) < len(labels):  # the same algorithm and env twice: tell the runs apart by folder
+        labels = [f"{label} ({Path(p).name})" for label, p in zip(labels, args.runs)]
     plot_curves(runs, out, metrics=args.metric or None, labels=labels)
     print(f"wrote {out}")
     return 0
@@ -237,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--episodes", type=int, default=100, help="episodes per seed (default 100; tabular games: exact)")
     pe.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     pe.add_argument("--step", type=int, default=None, help="an intermediate checkpoint's env step (default: final)")
+    pe.add_argument("--summary", action="store_true",
+                    help="print one row per metric (mean, std, min, max over seeds) instead of one row per seed")
     pe.set_defaults(fn=cmd_eval)
 
     pg = sub.add_parser("render", help="GIF of one episode of ENV (random policy) or of a run's trained policy")
@@ -260,9 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from coopmarl.config import ConfigError
-    from coopmarl.envs.registry import ParamError, UnknownNameError
-    from coopmarl.envs.tabular import GameValidationError
+    from coopmarl.errors import CoopmarlError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -274,7 +301,7 @@ def main(argv=None) -> int:
         getattr(args, target).append(token)
     try:
         return args.fn(args)
-    except (ConfigError, UnknownNameError, ParamError, GameValidationError, FileNotFoundError) as e:
+    except (CoopmarlError, FileNotFoundError) as e:
         print(f"coopmarl: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # an optional extra is missing: our bridges say which one to install
@@ -282,6 +309,9 @@ def main(argv=None) -> int:
             raise
         print(f"coopmarl: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("coopmarl: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

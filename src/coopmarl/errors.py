@@ -28,6 +28,10 @@ class UnknownNameError(CoopmarlError, KeyError):
         return str(self.args[0])
 
 
+class GameValidationError(CoopmarlError, ValueError):
+    """A TabularGame's arrays are inconsistent (shape, sign or normalisation)."""
+
+
 def did_you_mean(name: str, choices) -> str:
     """" Did you mean 'x'?" for the closest of `choices`, or ""."""
     close = difflib.get_close_matches(name, list(choices), n=1)

@@ -22,7 +22,6 @@ and then continues its own random stream through its resets.
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 import jax
@@ -30,42 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import Algorithm, Transition
-from coopmarl.runner import RunConfig, RunResult, _iteration_size, _progress, plan_chunks
-
-MAX_EPISODE_STEPS = 100_000  # evaluation cap for a host env without a known horizon
-
-
-def _clone(env):
-    return env.clone() if callable(getattr(env, "clone", None)) else copy.deepcopy(env)
-
-
-def _int_seeds(key, n: int) -> list[int]:
-    return [int(s) for s in np.asarray(jax.random.randint(key, (n,), 0, 2**31 - 1))]
-
-
-def _acting_fn(algo: Algorithm, config, spec, explore: bool):
-    """Jitted (train_state, carry [E, ...], start [E], obs, avail, key) -> (actions, carry used, next carry).
-    `start` marks envs whose episode begins at this step: their carry restarts from the initial one."""
-    fresh = algo.init_carry(spec, config)
-
-    def act(train_state, carry, start, obs, avail, key):
-        carry = jax.tree.map(
-            lambda c, c0: jnp.where(start.reshape((-1,) + (1,) * (c.ndim - 1)), c0[None], c), carry, fresh
-        )
-        k_act, _ = jax.random.split(key)  # (runner.build_chunk splits an env key too; host envs seed themselves)
-        keys = jax.random.split(k_act, obs.shape[0])
-        actions, next_carry = jax.vmap(
-            lambda c, o, a, k: algo.policy_step(train_state, c, o, a, k, explore=explore, config=config)
-        )(carry, obs, avail, keys)
-        return actions, carry, next_carry
-
-    return jax.jit(act), fresh
-
-
-def _stack_ts(tss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.stack([t.obs for t in tss]).astype(np.float32),
-            np.stack([t.global_state for t in tss]).astype(np.float32),
-            np.stack([t.avail_actions for t in tss]).astype(bool))
+from coopmarl.evaluation import clone_env, end_metrics, host_acting_fn, host_episodes, int_seeds, stack_host_steps
+from coopmarl.progress import Progress
+from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
 
 
 class _SeedRun:
@@ -73,11 +39,11 @@ class _SeedRun:
 
     def __init__(self, algo: Algorithm, config, envs: list, seed: int, act, fresh_carry, update):
         self.algo, self.config, self.envs, self.act, self.update = algo, config, envs, act, update
-        self.rollout_length, self.n_envs = _iteration_size(algo, config, envs[0].spec)
+        self.rollout_length, self.n_envs = iteration_size(algo, config, envs[0].spec)
         key = jax.random.PRNGKey(seed)
         k_init, k_env, self.key = jax.random.split(key, 3)
         self.train_state = algo.init(k_init, envs[0].spec, config, None)
-        self.ts = [e.reset(s) for e, s in zip(envs, _int_seeds(k_env, len(envs)))]
+        self.ts = [e.reset(s) for e, s in zip(envs, int_seeds(k_env, len(envs)))]
         self.carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (self.n_envs,) + c.shape), fresh_carry)
         self.start = np.ones(self.n_envs, bool)
         self.ep_return = np.zeros(self.n_envs, np.float64)
@@ -87,7 +53,7 @@ class _SeedRun:
         """rollout_length steps in every env copy: a [T, E] Transition batch and finished-episode stats."""
         steps, ret_sum, ep_count = [], 0.0, 0
         for k in jax.random.split(key, self.rollout_length):
-            obs, state, avail = _stack_ts(self.ts)
+            obs, state, avail = stack_host_steps(self.ts)
             actions, carry_used, self.carry = self.act(self.train_state, self.carry, self.start, obs, avail, k)
             actions_np = np.asarray(actions)
             nexts, after = [], []
@@ -103,7 +69,7 @@ class _SeedRun:
                 after.append(env.reset(None) if done else nts)  # the env's own stream continues
             self.start = np.array([bool(t.terminated) or bool(t.truncated) for t in nexts])
             self.ts = after
-            next_obs, next_state, _ = _stack_ts(nexts)
+            next_obs, next_state, _ = stack_host_steps(nexts)
             steps.append(dict(
                 obs=obs, global_state=state, avail_actions=avail, actions=actions_np,
                 reward=np.stack([t.reward for t in nexts]).astype(np.float32),
@@ -132,30 +98,6 @@ class _SeedRun:
         return out
 
 
-def _evaluate(envs: list, act, fresh_carry, train_state, key) -> float:
-    """Mean return of one greedy episode in each of `envs`, run side by side."""
-    n = len(envs)
-    k_seed, k_run = jax.random.split(key)
-    ts = [e.reset(s) for e, s in zip(envs, _int_seeds(k_seed, n))]
-    carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (n,) + c.shape), fresh_carry)
-    start = np.zeros(n, bool)
-    alive = np.ones(n, bool)
-    returns = np.zeros(n, np.float64)
-    horizon = envs[0].spec.horizon or MAX_EPISODE_STEPS
-    for t in range(horizon):
-        if not alive.any():
-            break
-        obs, _, avail = _stack_ts(ts)
-        actions, _, carry = act(train_state, carry, start, obs, avail, jax.random.fold_in(k_run, t))
-        actions = np.asarray(actions)
-        for i in np.flatnonzero(alive):
-            ts[i] = envs[i].step(actions[i])
-            returns[i] += float(ts[i].reward[0])
-            if bool(ts[i].terminated) or bool(ts[i].truncated):
-                alive[i] = False  # its later (ignored) rows keep the final obs; it is not stepped again
-    return float(returns.mean())
-
-
 def train_host(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
                on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True) -> RunResult:
     """Train `algo` on the host env `env` for `run.n_seeds` seeds (one after another); see the module docstring."""
@@ -163,29 +105,28 @@ def train_host(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
         raise ValueError(f"algorithm {algo.name!r} iterates on a tabular model; host env {env.spec.name!r} has none")
     if run.eval_episodes < 1:
         raise ValueError("eval_episodes must be >= 1")
-    rollout_length, n_envs = _iteration_size(algo, config, env.spec)
+    rollout_length, n_envs = iteration_size(algo, config, env.spec)
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
     seeds = list(range(run.seed, run.seed + run.n_seeds))
 
-    act, fresh = _acting_fn(algo, config, env.spec, explore=True)
-    act_greedy, _ = _acting_fn(algo, config, env.spec, explore=False)
+    act, fresh = host_acting_fn(algo, config, env.spec, explore=True)
+    act_greedy, _ = host_acting_fn(algo, config, env.spec, explore=False)
     update = jax.jit(lambda ts, batch, k: algo.update(ts, batch, k, config=config))
-    copies = iter([env] + [_clone(env) for _ in range(len(seeds) * n_envs - 1)])
+    copies = iter([env] + [clone_env(env) for _ in range(len(seeds) * n_envs - 1)])
     runs = [_SeedRun(algo, config, [next(copies) for _ in range(n_envs)], s, act, fresh, update) for s in seeds]
-    eval_envs = [_clone(env) for _ in range(run.eval_episodes)]
+    eval_envs = [clone_env(env) for _ in range(run.eval_episodes)]
 
     history: dict[str, list] = {}
     steps_log: list[int] = []
-    bar = _progress(progress, n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}")
-    with bar as prog:
-        task = prog.add_task("train", total=n_chunks * iters * steps_per_iter) if prog else None
+    with Progress(n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}", enabled=progress) as bar:
         for c in range(n_chunks):
             per_seed = []
             for r in runs:
                 m = r.chunk(iters)
                 r.eval_key = jax.random.fold_in(r.eval_key, c)
-                m["eval_return"] = np.float64(_evaluate(eval_envs, act_greedy, fresh, r.train_state, r.eval_key))
+                evaluation = host_episodes(eval_envs, act_greedy, fresh, r.train_state, r.eval_key, end_metrics(env))
+                m.update({k: np.float64(v) for k, v in evaluation.items()})
                 per_seed.append(m)
             metrics = {k: np.asarray([m[k] for m in per_seed], np.float64) for k in per_seed[0]}
             step = (c + 1) * iters * steps_per_iter
@@ -194,9 +135,7 @@ def train_host(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
                 history.setdefault(k, []).append(v)
             if on_chunk is not None:
                 on_chunk(c, step, metrics)
-            if prog:
-                ret = np.nanmean(metrics["eval_return"])
-                prog.update(task, advance=iters * steps_per_iter, description=f"eval_return {ret:8.3f}")
+            bar.update(iters * steps_per_iter, f"eval_return {np.nanmean(metrics['eval_return']):.4g}")
 
     train_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r.train_state for r in runs])
     static = algo.summary(config, env) if algo.summary is not None else {}

@@ -1,15 +1,9 @@
 """Run directories: config.yaml, metrics.csv (tidy), summary.json, TensorBoard events, curves.png,
-checkpoints (`checkpoint.msgpack`: the final train state of every seed; `checkpoints/step_N.msgpack`
-every `checkpoint_every` chunks) and, after `coopmarl eval`, eval.json.
+checkpoints (see `coopmarl.checkpoints`) and, after `coopmarl eval`, eval.json.
 
-Every file is written atomically (temp file + rename), so an interrupted run leaves valid files.
+Every file is written atomically (temp file + rename), so an interrupted run leaves valid files. Reading a
+run back for plots (`load_run`) needs no JAX.
 
-A checkpoint is a msgpack map (`flax.serialization`) {"meta": JSON text, "state": {key path: array}}:
-the train state's leaves (leading axis = seeds) named by their `jax.tree_util.keystr` path. Replay
-buffers (flashbax buffer states) are left out by default — they are ~99% of a value-based learner's
-state (QMIX on lbf:5x5-2p-1f-coop: 69 MB of buffer against 0.55 MB of parameters, target and
-optimiser state, per seed) and acting never reads them; `load_checkpoint` restores them as the freshly
-initialised (empty) buffers. `save_checkpoint(..., save_buffers=True)` keeps them.
 """
 
 from __future__ import annotations
@@ -18,30 +12,19 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from coopmarl.runner import RunResult
+from coopmarl.checkpoints import checkpoint_path, list_checkpoints, require_checkpoint, restore, save_checkpoint
+from coopmarl.errors import ConfigError
+from coopmarl.files import atomic_write
+from coopmarl.results import RunResult
 
-
-def atomic_write(path: Path, data: str | bytes):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["RunWriter", "write_run", "load_run", "default_run_dir", "summarise", "resolve_run", "load_checkpoint",
+           "evaluate", "eval_path", "checkpoint_path", "list_checkpoints", "save_checkpoint", "atomic_write"]
 
 
 def default_run_dir(algo: str, env: str, root: str = "runs") -> Path:
@@ -166,86 +149,6 @@ def load_run(run_dir: str | Path) -> RunResult:
     )
 
 
-# ---- checkpoints ----------------------------------------------------------------------------------
-
-CHECKPOINT = "checkpoint.msgpack"
-CHECKPOINT_FORMAT = 1
-
-
-def checkpoint_path(run_dir: str | Path, step: int | None = None) -> Path:
-    """The final checkpoint (`step=None`) or the intermediate one written at `step` env steps."""
-    run_dir = Path(run_dir)
-    return run_dir / CHECKPOINT if step is None else run_dir / "checkpoints" / f"step_{int(step)}.msgpack"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[int]:
-    """Env steps of the intermediate checkpoints in a run directory, in order."""
-    steps = []
-    for f in (Path(run_dir) / "checkpoints").glob("step_*.msgpack"):
-        try:
-            steps.append(int(f.stem.removeprefix("step_")))
-        except ValueError:
-            continue
-    return sorted(steps)
-
-
-def _is_buffer(node) -> bool:
-    """A flashbax replay-buffer state (trajectory / item / flat / prioritised)."""
-    t = type(node)
-    return t.__module__.startswith("flashbax.") and t.__name__.endswith("BufferState")
-
-
-def _state_leaves(state, with_buffers: bool) -> dict:
-    """{key path: leaf} of a train state, replay buffers included or left out."""
-    from jax.tree_util import keystr, tree_flatten_with_path
-
-    out = {}
-    for path, node in tree_flatten_with_path(state, is_leaf=_is_buffer)[0]:
-        if not _is_buffer(node):
-            out[keystr(path)] = node
-        elif with_buffers:
-            for sub, leaf in tree_flatten_with_path(node)[0]:
-                out[keystr(path) + keystr(sub)] = leaf
-    return out
-
-
-def save_checkpoint(run_dir: str | Path, train_state, *, step: int, seeds: list[int], final: bool = True,
-                    save_buffers: bool = False) -> Path:
-    """Write a train state (leading axis = seeds) to `run_dir` atomically: `checkpoint.msgpack` when
-    `final`, else `checkpoints/step_{step}.msgpack`. Replay buffers are left out unless `save_buffers`."""
-    import jax
-    from flax import serialization
-
-    leaves = jax.device_get(_state_leaves(train_state, save_buffers))
-    meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "seeds": [int(s) for s in seeds],
-            "buffers": bool(save_buffers)}
-    payload = {"meta": json.dumps(meta), "state": {k: np.asarray(v) for k, v in leaves.items()}}
-    path = checkpoint_path(run_dir, None if final else step)
-    atomic_write(path, serialization.to_bytes(payload))
-    return path
-
-
-def _config_error(message: str):
-    from coopmarl.config import ConfigError
-
-    return ConfigError(message)
-
-
-def _require_checkpoint(run_dir: str | Path, step: int | None = None) -> Path:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise _config_error(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    path = checkpoint_path(run_dir, step)
-    if not path.is_file():
-        steps = list_checkpoints(run_dir)
-        others = (f"; intermediate checkpoints (--step): {', '.join(map(str, steps))}" if steps
-                  else "; it has no intermediate checkpoints either")
-        what = "final checkpoint" if step is None else f"checkpoint at step {step}"
-        raise _config_error(f"run directory {str(run_dir)!r} has no {what} ({path.relative_to(run_dir)}): "
-                            f"the run was interrupted or written without checkpoints{others}")
-    return path
-
-
 def resolve_run(run_dir: str | Path):
     """Rebuild a run's algorithm, env and configs (`config.Resolved`) from its config.yaml, checking that
     it resolves to the very same config (`as_dict()`); `env_params` holds the env parameters that differ
@@ -256,18 +159,18 @@ def resolve_run(run_dir: str | Path):
     run_dir = Path(run_dir)
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise _config_error(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
     saved = yaml.safe_load(path.read_text())
     try:
         env_section = dict(saved["env"])
         env_name = env_section.pop("name")
         algo_name, algo_values, run_values = saved["algo"], dict(saved["algo_config"]), dict(saved["run"])
     except (KeyError, TypeError):
-        raise _config_error(f"{path} is not a coopmarl config (needs algo, env.name, algo_config, run)") from None
+        raise ConfigError(f"{path} is not a coopmarl config (needs algo, env.name, algo_config, run)") from None
     try:
         params = env_entry(env_name).params
     except UnknownNameError as e:
-        raise _config_error(str(e)) from None
+        raise ConfigError(str(e)) from None
     # the env section also holds values a preset's name fixes (lbf:5x5-…'s grid_size): pass only the
     # registered parameters that differ from their defaults
     overrides = {f"env.{p.name}": env_section[p.name] for p in params
@@ -279,59 +182,17 @@ def resolve_run(run_dir: str | Path):
     diff = [f"{section}.{k}" for section in ("env", "algo_config", "run")
             for k, v in saved[section].items() if k not in again[section] or again[section][k] != v]
     if diff:
-        raise _config_error(f"{path} does not rebuild the same run (differs: {', '.join(diff)})")
+        raise ConfigError(f"{path} does not rebuild the same run (differs: {', '.join(diff)})")
     return resolved
-
-
-def _restore(run_dir: str | Path, step: int | None = None, resolved=None):
-    """(Resolved, train_state, meta) of a checkpoint."""
-    import jax
-    import jax.numpy as jnp
-    from flax import serialization
-
-    from coopmarl.envs.tabular import TabularGame
-
-    path = _require_checkpoint(run_dir, step)
-    resolved = resolved if resolved is not None else resolve_run(run_dir)
-    try:
-        raw = serialization.msgpack_restore(path.read_bytes())
-        meta = json.loads(raw["meta"])
-        saved = raw["state"]
-    except Exception as e:  # a truncated or foreign file
-        raise _config_error(f"cannot read checkpoint {path}: {e}") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise _config_error(f"checkpoint {path} has format {meta.get('format')!r}; "
-                            f"this coopmarl reads format {CHECKPOINT_FORMAT}")
-    algo, env, config = resolved.algo, resolved.env, resolved.config
-    model = env if isinstance(env, TabularGame) else None
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in meta["seeds"]])
-    init_v = jax.vmap(lambda m, k: algo.init(k, env.spec, config, m), in_axes=(None, 0))
-    template = jax.eval_shape(init_v, model, keys)  # the freshly initialised state's structure, shapes, dtypes
-    expected = _state_leaves(template, meta["buffers"])
-    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
-    if missing or extra:
-        raise _config_error(f"checkpoint {path} does not fit {algo.name!r}'s train state "
-                            f"(missing: {missing[:3] or 'none'}; unexpected: {extra[:3] or 'none'})")
-    values = serialization.from_state_dict(expected, saved)
-    values = {k: np.asarray(v) for k, v in values.items()}
-    for k, leaf in expected.items():
-        if values[k].shape != tuple(leaf.shape) or values[k].dtype != leaf.dtype:
-            raise _config_error(f"checkpoint {path}: {k} is {values[k].dtype}{list(values[k].shape)}, "
-                                f"the train state needs {leaf.dtype}{list(leaf.shape)}")
-    values = {k: jnp.asarray(v) for k, v in values.items()}
-    buffers = set(_state_leaves(template, True)) - set(expected)
-    if buffers:  # left out: the freshly initialised (empty) buffers, computed alone (XLA prunes the rest of init)
-        fresh = jax.jit(lambda m, k: {b: v for b, v in _state_leaves(init_v(m, k), True).items() if b in buffers})
-        values.update(fresh(model, keys))
-    state = jax.tree_util.tree_map_with_path(lambda p, _: values[jax.tree_util.keystr(p)], template)
-    return resolved, state, meta
 
 
 def load_checkpoint(run_dir: str | Path, step: int | None = None):
     """`(Resolved, train_state)` of a run directory: the algorithm, env and configs rebuilt from its
     config.yaml, and the final train state of every seed (leading axis = seeds) — or the intermediate
     one written at `step` env steps. Replay buffers come back empty unless they were saved."""
-    resolved, state, _ = _restore(run_dir, step)
+    require_checkpoint(run_dir, step)
+    resolved = resolve_run(run_dir)
+    state, _ = restore(run_dir, resolved, step)
     return resolved, state
 
 
@@ -342,28 +203,19 @@ def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 0, step: int 
     `eval.json` (`eval_step_{step}.json` for an intermediate checkpoint) into the run directory.
     Returns {"metrics": {name: {"per_seed", "mean", "std"}}, "seeds", "exact", …}."""
     import jax
-    import jax.numpy as jnp
 
-    from coopmarl.envs.tabular import TabularGame
-    from coopmarl.runner import make_evaluator
+    from coopmarl.evaluation import evaluate_states, is_exact
 
     if episodes < 1:
-        raise _config_error(f"episodes must be >= 1, got {episodes}")
-    resolved, state, meta = _restore(run_dir, step)
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    require_checkpoint(run_dir, step)
+    resolved = resolve_run(run_dir)
+    state, meta = restore(run_dir, resolved, step)
     algo, env, config = resolved.algo, resolved.env, resolved.config
     seeds = meta["seeds"]
     keys = [jax.random.fold_in(jax.random.PRNGKey(seed), s) for s in seeds]
-    exact = isinstance(env, TabularGame) and algo.policy is not None
-    if getattr(env, "host", False):  # a host env: the host runner's greedy episodes
-        from coopmarl.host_runner import _acting_fn, _clone, _evaluate
-
-        act, fresh = _acting_fn(algo, config, env.spec, explore=False)
-        envs = [_clone(env) for _ in range(episodes)]
-        returns = [_evaluate(envs, act, fresh, jax.tree.map(lambda x: x[i], state), k) for i, k in enumerate(keys)]
-        metrics = {"eval_return": np.asarray(returns)}
-    else:
-        model = env if isinstance(env, TabularGame) else None
-        metrics = jax.device_get(make_evaluator(algo, env, config, episodes)(model, state, jnp.stack(keys)))
+    exact = is_exact(algo, env)
+    metrics = evaluate_states(algo, env, config, state, keys, episodes)
     out = {
         "algo": algo.name, "env": resolved.env_name, "checkpoint": str(checkpoint_path(".", step)),
         "step": meta["step"], "seeds": seeds, "exact": exact, "episodes": None if exact else episodes,

@@ -11,8 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from coopmarl.outputs import atomic_write  # noqa: E402
-from coopmarl.runner import RunResult  # noqa: E402
+from coopmarl.errors import ConfigError, did_you_mean  # noqa: E402
+from coopmarl.files import atomic_write  # noqa: E402
+from coopmarl.results import RunResult  # noqa: E402
 
 DEFAULT_METRICS = ("eval_return", "train_return", "regret", "p_optimal")
 
@@ -40,11 +41,17 @@ def save_figure(fig, path: Path):
 
 def plot_curves(results: Sequence[RunResult], path: Path, metrics: Sequence[str] | None = None,
                 labels: Sequence[str] | None = None, hlines: dict[str, float] | None = None, title: str = ""):
-    """One panel per metric; one line per run (mean ± s.e.m. over seeds)."""
+    """One panel per metric; one line per run (mean ± s.e.m. over seeds). A requested metric that none of
+    the runs logged is a ConfigError naming the ones they did."""
+    available = sorted({m for r in results for m in r.metrics})
+    unknown = [m for m in (metrics or ()) if m not in available]
+    if unknown:
+        raise ConfigError(f"unknown metric {unknown[0]!r}.{did_you_mean(unknown[0], available)} "
+                          f"The runs logged: {', '.join(available) or '(nothing)'}")
     metrics = [m for m in (metrics or DEFAULT_METRICS) if any(m in r.metrics for r in results)]
     if not metrics:
         metrics = sorted({m for r in results for m in r.metrics})[:4]
-    labels = labels or [f"{r.algo}" for r in results]
+    labels = labels or [f"{r.algo} on {r.env}" if r.env else r.algo for r in results]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for r, label in zip(results, labels):

@@ -6,7 +6,6 @@ Environments that can be drawn implement `render(state) -> uint8 [H, W, 3]`.
 
 from __future__ import annotations
 
-import functools
 import io
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coopmarl.outputs import atomic_write
+from coopmarl.errors import ConfigError
+from coopmarl.evaluation import greedy_policy
+from coopmarl.files import atomic_write
+
+__all__ = ["can_render", "renderable_envs", "random_policy", "greedy_policy", "rollout_frames", "save_gif",
+           "run_frames", "render_run"]
 
 
 def can_render(env) -> bool:
@@ -39,8 +43,6 @@ def renderable_envs() -> list[str]:
 
 
 def not_renderable_error(env_name: str):
-    from coopmarl.config import ConfigError
-
     return ConfigError(f"environment {env_name!r} cannot be rendered (it has no render(state)). "
                        f"Renderable environments: {', '.join(renderable_envs()) or '(none)'}")
 
@@ -54,22 +56,6 @@ def random_policy(spec) -> Callable:
         return jax.random.uniform(key, (spec.n_agents, spec.action_dim), minval=spec.low, maxval=spec.high)
 
     return act
-
-
-def greedy_policy(algo, config, spec, train_state) -> tuple[Callable, Any]:
-    """One seed's trained agents acting greedily (explore=False), for `rollout_frames`:
-    `(policy(key, obs, avail, carry) -> (env actions, carry), initial carry)`. Acting goes through
-    `algo.policy_step`, so recurrent agents carry their memory through the episode."""
-    from coopmarl.runner import env_actions
-
-    to_env = env_actions(spec)
-
-    @jax.jit
-    def act(state, key, obs, avail, carry):
-        actions, carry = algo.policy_step(state, carry, obs, avail, key, explore=False, config=config)
-        return to_env(actions), carry
-
-    return functools.partial(act, train_state), algo.init_carry(spec, config)
 
 
 def rollout_frames(env, key, policy: Callable | None = None, max_steps: int | None = None,
@@ -122,10 +108,10 @@ def run_frames(run_dir: str | Path, seed_index: int = 0, seed: int = 0, max_step
                step: int | None = None) -> list[np.ndarray]:
     """Frames of one episode of a trained run: seed `seed_index`'s greedy policy from the run's final
     checkpoint (or the one at `step` env steps); the env and algorithm come from the run's config.yaml."""
-    from coopmarl.config import ConfigError
-    from coopmarl.outputs import _require_checkpoint, _restore, resolve_run
+    from coopmarl.checkpoints import require_checkpoint, restore
+    from coopmarl.outputs import resolve_run
 
-    _require_checkpoint(run_dir, step)
+    require_checkpoint(run_dir, step)
     resolved = resolve_run(run_dir)
     if not can_render(resolved.env):
         raise not_renderable_error(resolved.env_name)
@@ -133,7 +119,7 @@ def run_frames(run_dir: str | Path, seed_index: int = 0, seed: int = 0, max_step
     if not 0 <= seed_index < n_seeds:
         raise ConfigError(f"seed index {seed_index} is out of range: the run has {n_seeds} seed(s), "
                           f"indices 0..{n_seeds - 1}")
-    resolved, state, _ = _restore(run_dir, step, resolved)
+    state, _ = restore(run_dir, resolved, step)
     one = jax.tree.map(lambda x: x[seed_index], state)
     policy, carry = greedy_policy(resolved.algo, resolved.config, resolved.env.spec, one)
     return rollout_frames(resolved.env, jax.random.PRNGKey(seed), policy, max_steps, carry=carry)
@@ -142,8 +128,6 @@ def run_frames(run_dir: str | Path, seed_index: int = 0, seed: int = 0, max_step
 def render_run(run_dir: str | Path, out: str | Path, seed_index: int = 0, seed: int = 0,
                max_steps: int | None = None, fps: int = 5, step: int | None = None) -> tuple[Path, int]:
     """A GIF of one episode of a trained run's greedy policy (see `run_frames`): (path, frame count)."""
-    from coopmarl.config import ConfigError
-
     if not str(out).lower().endswith(".gif"):
         raise ConfigError(f"out must name a .gif file, got {str(out)!r}")
     frames = run_frames(run_dir, seed_index, seed, max_steps, step)

@@ -10,80 +10,27 @@ chunks, `on_checkpoint` the train state (the run directory's writer saves both).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coopmarl import exact
-from coopmarl.algos.base import Algorithm, Transition, greedy_probs
+from coopmarl.algos.base import Algorithm, Transition
 from coopmarl.envs.core import AutoReset
 from coopmarl.envs.tabular import TabularGame
+from coopmarl.errors import ConfigError
+from coopmarl.evaluation import env_actions, make_evaluator
+from coopmarl.host_runner import train_host
+from coopmarl.progress import Progress
+from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings of a run that are not the algorithm's (CLI keys at the top level)."""
-
-    total_steps: int = 20_000  # env steps per seed (per env copy summed), or iterations for planners
-    seed: int = 0  # seeds used: seed, seed + 1, ..., seed + n_seeds - 1
-    n_seeds: int = 1
-    log_points: int = 50  # number of chunks = evaluation/logging points
-    eval_episodes: int = 16  # rollout evaluation episodes (non-tabular envs; tabular games are exact)
-    checkpoint_every: int = 0  # also checkpoint every this many chunks (0: only the final state)
-
-    def __post_init__(self):
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0 (chunks between checkpoints), got {self.checkpoint_every}")
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced, on the host."""
-
-    algo: str
-    env: str
-    steps: np.ndarray  # [n_points] env steps (or iterations) at each logging point
-    metrics: dict[str, np.ndarray]  # name -> [n_points, n_seeds]
-    train_state: Any  # final train state, leading axis = seeds
-    seeds: list[int]
-    static: dict = field(default_factory=dict)  # algorithm facts (e.g. Theorem 3's condition)
-
-    def final(self) -> dict[str, np.ndarray]:
-        return {k: v[-1] for k, v in self.metrics.items()}
-
-
-def _iteration_size(algo: Algorithm, config, spec) -> tuple[int, int]:
-    """(rollout_length, n_envs) of one iteration; rollout_length 0 means the env's horizon."""
-    if not algo.uses_env:
-        return 1, 1
-    rollout_length = int(getattr(config, "rollout_length", 1)) or spec.horizon
-    if rollout_length < 1:
-        raise ValueError(f"env {spec.name!r} has no horizon: set rollout_length")
-    return rollout_length, int(getattr(config, "n_envs", 1))
-
-
-def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple[int, int]:
-    """(n_chunks, iterations per chunk) covering at least `total_steps`."""
-    total_iters = max(1, math.ceil(total_steps / steps_per_iter))
-    n_chunks = max(1, min(log_points, total_iters))
-    return n_chunks, math.ceil(total_iters / n_chunks)
-
-
-def env_actions(spec) -> Callable:
-    """What the env receives: continuous actions clipped to [low, high]. The transition keeps the
-    algorithm's own (unclipped) sample, on which its log-probabilities are computed."""
-    if spec.discrete:
-        return lambda actions: actions
-    return lambda actions: jnp.clip(actions, spec.low, spec.high)
+__all__ = ["RunConfig", "RunResult", "build_chunk", "check_checkpointing", "plan_chunks", "train"]
 
 
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
-    rollout_length, n_envs = _iteration_size(algo, config, env.spec)
+    rollout_length, n_envs = iteration_size(algo, config, env.spec)
     wrapped = AutoReset(env)
     fresh_carry = algo.init_carry(env.spec, config)
     to_env = env_actions(env.spec)
@@ -152,88 +99,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     return init, chunk
 
 
-def _tabular_eval(algo: Algorithm, game: TabularGame, config):
-    """Exact evaluation of the learned product policy and of its greedy (argmax) version."""
-    mask = exact.optimal_joint_mask(game)
-    optimal = exact.solve(game).optimal_return
-
-    def evaluate(model, train_state):
-        policies = algo.policy(train_state, config)
-        greedy = greedy_probs(policies)
-        value = exact.evaluate(model, policies).expected_return
-        greedy_value = exact.evaluate(model, greedy).expected_return
-        return {
-            "eval_return": value,
-            "optimal_return": optimal,
-            "regret": optimal - value,
-            "p_optimal": exact.p_optimal(model, policies, mask),
-            "greedy_return": greedy_value,
-            "greedy_regret": optimal - greedy_value,
-            "greedy_optimal": exact.p_optimal(model, greedy, mask),
-        }
-
-    return evaluate
-
-
-def _rollout_eval(algo: Algorithm, env, config, n_episodes: int):
-    """Return of the greedy (explore=False) policy over `n_episodes` episodes run in parallel."""
-    horizon = env.spec.horizon
-    if horizon <= 0:
-        raise ValueError(f"env {env.spec.name!r} has no horizon; rollout evaluation needs one")
-
-    def evaluate(model, train_state, key):
-        def one(k):
-            k_reset, k_run = jax.random.split(k)
-            state, ts = env.reset(k_reset)
-
-            def step(c, k):
-                state, ts, agent_carry, ret, alive = c
-                k_act, k_env = jax.random.split(k)
-                actions, agent_carry = algo.policy_step(
-                    train_state, agent_carry, ts.obs, ts.avail_actions, k_act, explore=False, config=config
-                )
-                state, ts = env.step(k_env, state, env_actions(env.spec)(actions))
-                ret = ret + alive * ts.reward[0]
-                alive = alive * (1.0 - ts.done.astype(jnp.float32))
-                return (state, ts, agent_carry, ret, alive), None
-
-            start = (state, ts, algo.init_carry(env.spec, config), 0.0, 1.0)
-            (_, _, _, ret, _), _ = jax.lax.scan(step, start, jax.random.split(k_run, horizon))
-            return ret
-
-        return {"eval_return": jnp.mean(jax.vmap(one)(jax.random.split(key, n_episodes)))}
-
-    return evaluate
-
-
-def _with_regret(eval_fn, optimal_return):
-    def evaluate(model, train_state, key):
-        out = eval_fn(model, train_state, key)
-        return dict(out, optimal_return=optimal_return, regret=optimal_return - out["eval_return"])
-
-    return evaluate
-
-
-def make_evaluator(algo: Algorithm, env, config, n_episodes: int) -> Callable:
-    """The runner's evaluation, jitted and vmapped over seeds: `(model, train_state, keys) -> metrics`,
-    each metric an array over seeds (`model`: the `TabularGame`, or None). A tabular algorithm on a
-    tabular game is evaluated exactly (`eval_return`, `regret`, the greedy policy's …; `keys` unused);
-    anything else by `n_episodes` greedy (explore=False) episodes (`eval_return`, plus `regret` against
-    the exact optimum on a tabular game)."""
-    if isinstance(env, TabularGame) and algo.policy is not None:
-        exact_fn = _tabular_eval(algo, env, config)
-        return jax.jit(jax.vmap(lambda m, ts, k: exact_fn(m, ts), in_axes=(None, 0, 0)))
-    eval_fn = _rollout_eval(algo, env, config, n_episodes)
-    if isinstance(env, TabularGame):  # a deep learner on a tabular game: report its regret against the exact optimum
-        eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
-    return jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
-
-
 def check_checkpointing(env, run: RunConfig):
     """Intermediate checkpoints come from the compiled runner's chunks: a host env cannot give them."""
     if run.checkpoint_every and getattr(env, "host", False):
-        from coopmarl.config import ConfigError  # (config imports this module)
-
         raise ConfigError(f"checkpoint_every: intermediate checkpoints need a JAX env; {env.spec.name!r} is a "
                           "host env (set checkpoint_every=0: its final state is still saved)")
 
@@ -251,9 +119,8 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     if getattr(env, "host", False):  # a non-JAX env (pettingzoo:…): the same algorithm, from a Python loop
         if on_checkpoint is not None:
             check_checkpointing(env, run)
-        from coopmarl.host_runner import train_host
         return train_host(algo, env, config, run, on_chunk, progress)
-    rollout_length, n_envs = _iteration_size(algo, config, env.spec)
+    rollout_length, n_envs = iteration_size(algo, config, env.spec)
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
     seeds = list(range(run.seed, run.seed + run.n_seeds))
@@ -275,9 +142,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
         for k, v in metrics.items():
             history.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
 
-    bar = _progress(progress, n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}")
-    with bar as prog:
-        task = prog.add_task("train", total=n_chunks * iters * steps_per_iter) if prog else None
+    with Progress(n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}", enabled=progress) as bar:
         for c in range(n_chunks):
             carry, metrics = chunk_v(model, carry)
             eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, c))(eval_keys)
@@ -291,9 +156,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
             if on_checkpoint is not None and run.checkpoint_every and (c + 1) % run.checkpoint_every == 0 \
                     and c + 1 < n_chunks:
                 on_checkpoint(c, step, carry[0])
-            if prog:
-                ret = np.nanmean(metrics["eval_return"]) if "eval_return" in metrics else float("nan")
-                prog.update(task, advance=iters * steps_per_iter, description=f"eval_return {ret:8.3f}")
+            bar.update(iters * steps_per_iter, eval_status(metrics))
 
     static = algo.summary(config, env) if algo.summary is not None else {}
     return RunResult(
@@ -302,20 +165,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     )
 
 
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(enabled: bool, total: int, title: str):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn(f"[bold]{title}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), transient=False,
-    )
+def eval_status(metrics: dict) -> str:
+    """The progress bar's note: the latest evaluation return, mean over seeds."""
+    values = np.asarray(metrics.get("eval_return", np.nan), dtype=np.float64)
+    return f"eval_return {np.nanmean(values):.4g}" if np.isfinite(values).any() else ""

@@ -23,7 +23,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from coopmarl.envs.registry import UnknownNameError, did_you_mean
+from coopmarl.errors import UnknownNameError, did_you_mean
+from coopmarl.plugins import discover
 
 
 class Transition(NamedTuple):
@@ -81,6 +82,8 @@ _ALGOS: dict[str, Algorithm] = {}
 
 
 def register_algo(algo: Algorithm) -> Algorithm:
+    """Add `algo` to the registry; a module under `coopmarl.algos` / `coopmarl.exact` (or a plugin's entry
+    point module) calls this at import, and discovery (`coopmarl.plugins`) imports it."""
     if algo.name in _ALGOS:
         raise ValueError(f"algorithm {algo.name!r} registered twice")
     if not dataclasses.is_dataclass(algo.config_cls):
@@ -90,7 +93,7 @@ def register_algo(algo: Algorithm) -> Algorithm:
 
 
 def get_algo(name: str) -> Algorithm:
-    _load_all()
+    discover("algos")
     if name not in _ALGOS:
         raise UnknownNameError(
             f"unknown algorithm {name!r}.{did_you_mean(name, _ALGOS)} Valid algorithms: {', '.join(sorted(_ALGOS))}"
@@ -99,22 +102,8 @@ def get_algo(name: str) -> Algorithm:
 
 
 def list_algos() -> list[Algorithm]:
-    _load_all()
+    discover("algos")
     return [_ALGOS[k] for k in sorted(_ALGOS)]
-
-
-def _load_all():
-    import coopmarl.algos.ppo  # noqa: F401
-    import coopmarl.algos.maosdqn  # noqa: F401
-    import coopmarl.algos.qmix  # noqa: F401
-    import coopmarl.algos.ddpg  # noqa: F401
-    import coopmarl.algos.rommeo_ac  # noqa: F401
-    import coopmarl.algos.pr2  # noqa: F401
-    import coopmarl.algos.masql  # noqa: F401
-    import coopmarl.exact.baselines  # noqa: F401
-    import coopmarl.exact.dpo  # noqa: F401
-    import coopmarl.exact.maosql  # noqa: F401
-    import coopmarl.exact.rommeo  # noqa: F401
 
 
 # ---- small shared pieces for tabular learners ----------------------------------------------------

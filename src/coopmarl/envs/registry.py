@@ -3,8 +3,9 @@
     @register_env("climbing", "Claus & Boutilier climbing game (iterated)")
     def climbing(horizon: int = 1, discount: float = 0.95) -> TabularGame: ...
 
-Prefix families (`tabular:PATH`, later `jaxmarl:…`, `pettingzoo:…`) register a prefix handler that
-receives the text after the colon.
+Prefix families (`tabular:PATH`, `lbf:…`, `smax:…`, `pettingzoo:…`) register a prefix handler that
+receives the text after the colon. A module under `coopmarl.envs` registers by being there, a third-party
+one through the `coopmarl.envs` entry point group (`coopmarl.plugins`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from coopmarl.errors import ParamError, UnknownNameError, did_you_mean  # noqa: F401  (re-exported)
+from coopmarl.plugins import discover
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def bind_params(entry_name: str, params: tuple[Param, ...], given: dict[str, Any
 
 
 def _lookup(name: str) -> tuple[EnvEntry, str | None]:
+    discover("envs")
     if name in _ENVS and not _ENVS[name].prefix:
         return _ENVS[name], None
     if ":" in name:
@@ -160,4 +163,5 @@ def make(name: str, **params):
 
 
 def list_envs() -> list[EnvEntry]:
+    discover("envs")
     return [_ENVS[k] for k in sorted(_ENVS)]

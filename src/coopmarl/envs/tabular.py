@@ -24,12 +24,9 @@ import numpy as np
 from flax import struct
 
 from coopmarl.envs.core import EnvSpec, TimeStep
+from coopmarl.errors import GameValidationError  # noqa: F401  (re-exported)
 
 _ATOL = 1e-4
-
-
-class GameValidationError(ValueError):
-    """A TabularGame's arrays are inconsistent (shape, sign or normalisation)."""
 
 
 def _first_bad_index(mask: np.ndarray) -> tuple[int, ...]:

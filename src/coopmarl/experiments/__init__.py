@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coopmarl.envs.registry import UnknownNameError, did_you_mean
+from coopmarl.errors import ConfigError, ParamError, UnknownNameError, did_you_mean
+from coopmarl.plugins import discover
 
 
 @dataclass
@@ -48,17 +49,13 @@ def register_experiment(name: str, description: str, options: dict | None = None
     return deco
 
 
-def _load():
-    from coopmarl.experiments import continuous, policy_gradient, tabular, value  # noqa: F401
-
-
 def list_experiments() -> list[Experiment]:
-    _load()
+    discover("experiments")
     return [_EXPERIMENTS[k] for k in sorted(_EXPERIMENTS)]
 
 
 def get_experiment(name: str) -> Experiment:
-    _load()
+    discover("experiments")
     if name not in _EXPERIMENTS:
         raise UnknownNameError(
             f"unknown experiment {name!r}.{did_you_mean(name, _EXPERIMENTS)} "
@@ -68,8 +65,7 @@ def get_experiment(name: str) -> Experiment:
 
 
 def resolve_options(exp: Experiment, given: dict[str, str]) -> dict:
-    from coopmarl.config import ConfigError
-    from coopmarl.envs.registry import ParamError, coerce
+    from coopmarl.envs.registry import coerce
 
     out = {k: v[0] for k, v in exp.options.items()}
     for k, v in given.items():
@@ -87,7 +83,7 @@ def resolve_options(exp: Experiment, given: dict[str, str]) -> dict:
 
 
 def run_experiment(name: str, out_dir: Path | None = None, options: dict | None = None) -> tuple[Report, Path]:
-    from coopmarl.outputs import atomic_write
+    from coopmarl.files import atomic_write
 
     exp = get_experiment(name)
     opts = resolve_options(exp, options or {})
@@ -102,8 +98,6 @@ def run_experiment(name: str, out_dir: Path | None = None, options: dict | None 
 def choose(text: str, valid, what: str) -> tuple[str, ...]:
     """A preset's comma-separated selection option (e.g. `algos=qmix,remix`, or `all`), checked against
     `valid`; an unknown or empty choice is one ConfigError naming the valid ones."""
-    from coopmarl.config import ConfigError
-
     valid = tuple(valid)
     picked = valid if text.strip() == "all" else tuple(x.strip() for x in text.split(",") if x.strip())
     for x in picked:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import list_algos
-from coopmarl.config import ConfigError
+from coopmarl.errors import ConfigError
+from coopmarl.evaluation import greedy_actions
 from coopmarl.experiments import Report, markdown_table, register_experiment
 from coopmarl.experiments.tabular import train_run
 
@@ -61,16 +61,9 @@ def _check(opts: dict) -> tuple[str, ...]:
 
 def greedy_joint_actions(resolved, train_state) -> np.ndarray:
     """[seeds, N]: every seed's greedy (explore=False) action in the one-state game (train_state: leading
-    axis = seeds, as `RunResult.train_state`)."""
-    algo, config, env = resolved.algo, resolved.config, resolved.env
-    _, ts = env.reset(jax.random.PRNGKey(0))
-
-    def one(train_state):
-        actions, _ = algo.policy_step(train_state, algo.init_carry(env.spec, config), ts.obs, ts.avail_actions,
-                                      jax.random.PRNGKey(0), explore=False, config=config)
-        return jnp.clip(jnp.reshape(actions, (env.spec.n_agents,)), env.spec.low, env.spec.high)
-
-    return np.asarray(jax.vmap(one)(train_state))
+    axis = seeds, as `RunResult.train_state`), through the one evaluation module."""
+    actions = greedy_actions(resolved.algo, resolved.env, resolved.config, train_state)
+    return actions.reshape(actions.shape[0], resolved.env.spec.n_agents)
 
 
 def _near(actions: np.ndarray, point, tol: float = 1.0) -> np.ndarray:

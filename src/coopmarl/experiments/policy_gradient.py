@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from coopmarl.config import ConfigError
+from coopmarl.errors import ConfigError
+from coopmarl.evaluation import evaluate_states
 from coopmarl.experiments import Report, choose, markdown_table, register_experiment
 from coopmarl.experiments import mean_std as _ms
 from coopmarl.experiments.tabular import train_run
@@ -342,35 +342,13 @@ SMAX_ENVS = {"cpu": 8, "paper": 64}
 
 
 def _win_rate(n_episodes: int = 32):
-    """Greedy episodes of the final policies; `battle_won` at each episode's end (SMAX bridge info)."""
+    """Greedy episodes of the final policies through the one evaluation module: `win_rate` is SMAX's
+    `battle_won` at each episode's end (the bridge declares it in `eval_metrics`)."""
 
     def evaluate(resolved, result) -> dict:
-        algo, env, config = resolved.algo, resolved.env, resolved.config
-        horizon = env.spec.horizon
-
-        def one(train_state, key):
-            k_reset, k_run = jax.random.split(key)
-            state, ts = env.reset(k_reset)
-
-            def step(c, k):
-                state, ts, carry, ret, alive, won = c
-                k_act, k_env = jax.random.split(k)
-                actions, carry = algo.policy_step(train_state, carry, ts.obs, ts.avail_actions, k_act,
-                                                  explore=False, config=config)
-                state, ts = env.step(k_env, state, actions)
-                ret = ret + alive * ts.reward[0]
-                won = jnp.where(alive > 0, ts.info["battle_won"], won)
-                alive = alive * (1.0 - ts.done.astype(jnp.float32))
-                return (state, ts, carry, ret, alive, won), None
-
-            start = (state, ts, algo.init_carry(env.spec, config), 0.0, 1.0, jnp.bool_(False))
-            (_, _, _, ret, _, won), _ = jax.lax.scan(step, start, jax.random.split(k_run, horizon))
-            return ret, won
-
-        run = jax.jit(jax.vmap(lambda ts, k: jax.vmap(lambda kk: one(ts, kk))(jax.random.split(k, n_episodes))))
-        keys = jnp.stack([jax.random.PRNGKey(10_000 + s) for s in result.seeds])
-        _, won = run(result.train_state, keys)
-        rate = np.asarray(won, dtype=float).mean(1)  # per seed
+        keys = [jax.random.PRNGKey(10_000 + s) for s in result.seeds]
+        rate = evaluate_states(resolved.algo, resolved.env, resolved.config, result.train_state, keys,
+                               n_episodes)["win_rate"]
         return {"win rate (greedy)": _ms(rate), "_win": rate}
 
     return evaluate

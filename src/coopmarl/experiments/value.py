@@ -31,7 +31,7 @@ def _final(result, metric="greedy"):
 
 def _check_scale(opts):
     if opts["scale"] not in ("cpu", "paper"):
-        from coopmarl.config import ConfigError
+        from coopmarl.errors import ConfigError
 
         raise ConfigError(f"scale must be 'cpu' or 'paper', got {opts['scale']!r}")
 
@@ -194,7 +194,7 @@ def _pp_runs(out_dir, opts, settings, title, header_extra):
      "algos": ("all", f"comma-separated subset of {', '.join(REMIX_BASELINES)}, or all")},
 )
 def remix_predator_prey(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.config import ConfigError
+    from coopmarl.errors import ConfigError
 
     algos = choose(opts["algos"], REMIX_BASELINES, "algorithm")
     try:
@@ -235,7 +235,7 @@ def remix_ablation(out_dir: Path, opts: dict) -> Report:
      "weights": ("0.1,0.5,0.8", "comma-separated w_min values in (0, 1]")},
 )
 def remix_weight_range(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.config import ConfigError
+    from coopmarl.errors import ConfigError
 
     env = opts["env"]
     try:

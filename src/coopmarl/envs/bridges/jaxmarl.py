@@ -45,6 +45,9 @@ def _import_jaxmarl():
 class SMAX:
     """A `HeuristicEnemySMAX` scenario with stacked arrays (see the module docstring)."""
 
+    # evaluation reports the fraction of episodes won (`coopmarl.evaluation`: {metric: info key at the end})
+    eval_metrics = {"win_rate": "battle_won"}
+
     def __init__(self, map_name: str, max_steps: int = 100, **smax_kwargs):
         jaxmarl, map_name_to_scenario = _import_jaxmarl()
         from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO

@@ -1,0 +1,62 @@
+"""What a run is, with no JAX in sight: its settings (`RunConfig`), how it is divided into iterations and
+chunks, and what it produced (`RunResult`). The runner, the host runner, run directories and plots share
+these; `coopmarl plot` reads them back without importing JAX.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of a run that are not the algorithm's (CLI keys at the top level)."""
+
+    total_steps: int = 20_000  # env steps per seed (per env copy summed), or iterations for planners
+    seed: int = 0  # seeds used: seed, seed + 1, ..., seed + n_seeds - 1
+    n_seeds: int = 1
+    log_points: int = 50  # number of chunks = evaluation/logging points
+    eval_episodes: int = 16  # rollout evaluation episodes (non-tabular envs; tabular games are exact)
+    checkpoint_every: int = 0  # also checkpoint every this many chunks (0: only the final state)
+
+    def __post_init__(self):
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (chunks between checkpoints), got {self.checkpoint_every}")
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced, on the host."""
+
+    algo: str
+    env: str
+    steps: np.ndarray  # [n_points] env steps (or iterations) at each logging point
+    metrics: dict[str, np.ndarray]  # name -> [n_points, n_seeds]
+    train_state: Any  # final train state, leading axis = seeds
+    seeds: list[int]
+    static: dict = field(default_factory=dict)  # algorithm facts (e.g. Theorem 3's condition)
+
+    def final(self) -> dict[str, np.ndarray]:
+        return {k: v[-1] for k, v in self.metrics.items()}
+
+
+def iteration_size(algo, config, spec) -> tuple[int, int]:
+    """(rollout_length, n_envs) of one iteration; an algorithm's rollout_length 0 means the env's horizon.
+    A planner (`uses_env=False`) does one update on the model per iteration: (1, 1)."""
+    if not algo.uses_env:
+        return 1, 1
+    rollout_length = int(getattr(config, "rollout_length", 1)) or spec.horizon
+    if rollout_length < 1:
+        raise ValueError(f"env {spec.name!r} has no horizon: set rollout_length")
+    return rollout_length, int(getattr(config, "n_envs", 1))
+
+
+def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple[int, int]:
+    """(n_chunks, iterations per chunk) covering at least `total_steps`."""
+    total_iters = max(1, math.ceil(total_steps / steps_per_iter))
+    n_chunks = max(1, min(log_points, total_iters))
+    return n_chunks, math.ceil(total_iters / n_chunks)
