@@ -20,6 +20,8 @@ holds the clipped actions that were scored.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -95,7 +97,7 @@ class DifferentialGame:
     "local max 0 at (-5,-5); variant=paper|code",
     ("continuous",),
 )
-def differential(variant: str = "paper") -> DifferentialGame:
+def differential(variant: Literal["paper", "code"] = "paper") -> DifferentialGame:
     if variant not in VARIANTS:
         raise ValueError(f"unknown differential-game variant {variant!r}; choose one of {VARIANTS}")
     spec = EnvSpec(name="differential", n_agents=2, obs_dim=1, state_dim=1, action_kind="continuous",

@@ -192,24 +192,55 @@ class TabularGame:
 
 
 def load_game(path: str, horizon: int | None = None, discount: float | None = None) -> TabularGame:
-    """Load a game from an .npz holding `reward`, `transition` and optionally `initial`, `horizon`, `discount`."""
+    """Load a game from an .npz holding `reward`, `transition` and optionally `initial`, `horizon`, `discount`.
+
+    The game's parameters record the path, the resolved horizon and discount, and the SHA-256 of the file's
+    content (`sha256`), so a run directory's config.yaml names exactly the game it was trained on and a
+    changed file is refused when the run is rebuilt (`coopmarl eval`, `render --run`)."""
+    import hashlib
     import os
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such game file: {path!r} (expected an .npz with arrays reward, transition[, initial])")
-    with np.load(path) as data:
+    if not os.path.isfile(path):
+        raise GameValidationError(f"{path!r} is not a file (expected an .npz with arrays reward, transition[, initial])")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # not an .npz (or a truncated one): one clear error
+        raise GameValidationError(f"{path}: cannot read it as an .npz of arrays ({type(e).__name__}: {e})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise GameValidationError(f"{path}: expected an .npz (several named arrays), got a single .npy array")
+    with data:
         keys = set(data.files)
         if "reward" not in keys:
             raise GameValidationError(f"{path}: the .npz must hold an array named 'reward' (it has {sorted(keys)})")
-        reward = data["reward"]
-        transition = data["transition"] if "transition" in keys else None
-        initial = data["initial"] if "initial" in keys else None
-        file_horizon = int(data["horizon"]) if "horizon" in keys else 1
-        file_discount = float(data["discount"]) if "discount" in keys else 1.0
+        try:
+            reward = data["reward"]
+            transition = data["transition"] if "transition" in keys else None
+            initial = data["initial"] if "initial" in keys else None
+            file_horizon = _scalar(data, "horizon", int, 1, path)
+            file_discount = _scalar(data, "discount", float, 1.0, path)
+        except GameValidationError:
+            raise
+        except Exception as e:  # a truncated member
+            raise GameValidationError(f"{path}: cannot read its arrays ({type(e).__name__}: {e})") from None
+    horizon = file_horizon if horizon is None else horizon
+    discount = file_discount if discount is None else discount
     return TabularGame.create(
-        reward, transition, initial,
-        horizon=file_horizon if horizon is None else horizon,
-        discount=file_discount if discount is None else discount,
-        name=f"tabular:{path}",
-        params=(("path", path), ("horizon", file_horizon if horizon is None else horizon)),
+        reward, transition, initial, horizon=horizon, discount=discount, name=f"tabular:{path}",
+        params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest)),
     )
+
+
+def _scalar(data, key: str, kind, default, path: str):
+    """An optional scalar member of a game file (`horizon`, `discount`), checked to be one number."""
+    if key not in data.files:
+        return default
+    value = np.asarray(data[key])
+    if value.shape != () or not np.isfinite(value):
+        raise GameValidationError(f"{path}: {key!r} must be one finite number, got an array of shape {value.shape}")
+    if kind is int and float(value) != int(value):
+        raise GameValidationError(f"{path}: {key!r} must be a whole number, got {float(value)}")
+    return kind(value)

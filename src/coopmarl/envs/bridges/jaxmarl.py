@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -228,5 +229,6 @@ class MABrax:
     "halfcheetah_6x1, hopper_3x1, walker2d_2x3, humanoid_9|8); needs the jaxmarl extra (jaxmarl, brax)",
     ("bridge",), prefix=True,
 )
-def mabrax(task: str, episode_length: int = 1000, backend: str = "positional") -> MABrax:
+def mabrax(task: str, episode_length: int = 1000,
+           backend: Literal["positional", "generalized", "spring", "mjx"] = "positional") -> MABrax:
     return MABrax(task, episode_length=episode_length, backend=backend)
