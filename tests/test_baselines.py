@@ -225,8 +225,9 @@ def test_config_validation():
         B.JALConfig(exploration="softmax")
     with pytest.raises(ValueError, match="delta_win < delta_lose"):
         B.WoLFPHCConfig(delta_win=0.05, delta_lose=0.01)
-    with pytest.raises(ValueError, match="rollout_length"):
+    with pytest.raises(TypeError, match="n_envs"):  # one transition per update: fixed, not a key
         B.FMQConfig(n_envs=4)
+    assert B.FMQConfig().n_envs == 1 and B.FMQConfig().rollout_length == 1
 
 
 @pytest.mark.parametrize("name", ["jal", "fmq", "wolf-phc"])

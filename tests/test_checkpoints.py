@@ -162,7 +162,7 @@ def test_render_run_draws_the_trained_policy(ippo_run, tmp_path, capsys):
 
 def test_render_run_carries_a_recurrent_agents_memory(tmp_path):
     """A GRU agent's carry threads through the episode (`policy_step`); an untrained state is enough."""
-    resolved = resolve("qmix", "mpe:spread", ["env.n_agents=2", "buffer_size=4", "batch_size=2", "hidden=8"])
+    resolved = resolve("qmix", "mpe:spread", ["env.n_agents=2", "buffer_size=4", "batch_size=2", "hidden_sizes=8"])
     assert resolved.algo.initial_carry is not None
     RunWriter(tmp_path, resolved.as_dict(), [0]).tb.close()
     state = jax.vmap(lambda k: resolved.algo.init(k, resolved.env.spec, resolved.config, None))(
@@ -214,7 +214,7 @@ def test_clear_errors(qmix_run, maosql_run, tmp_path, capsys):
     edited = tmp_path / "edited"  # config.yaml no longer matches the saved state
     shutil.copytree(run_dir, edited)
     config = yaml.safe_load((edited / "config.yaml").read_text())
-    config["algo_config"]["hidden"] += 1
+    config["algo_config"]["hidden_sizes"][0] += 1
     (edited / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert "the train state needs float32" in _one_error(capsys, "eval", str(edited))
     never = tmp_path / "never"

@@ -202,7 +202,7 @@ def test_train_host_runs_iql_end_to_end():
     independent and reproducible: seed 1 alone gives the same curves as seed 1 next to seed 0."""
     env = coopmarl.make(SPREAD)
     algo = get_algo("iql")
-    config = build_config(algo.config_cls, dict(n_envs=2, buffer_size=50, batch_size=4, hidden=16), "iql")
+    config = build_config(algo.config_cls, dict(n_envs=2, buffer_size=50, batch_size=4, hidden_sizes=(16,)), "iql")
     chunks = []
     result = train(algo, env, config, RunConfig(total_steps=300, log_points=3, eval_episodes=3, n_seeds=2),
                    on_chunk=lambda c, step, m: chunks.append((c, step, m)), progress=False)

@@ -284,10 +284,14 @@ def test_presets_are_registered_with_their_defaults():
 
 
 def test_config_validation_names_the_choices():
-    with pytest.raises(ValueError, match="a2c, clip, kl, dpo"):
-        ppo.PGConfig(loss="trpo")
+    with pytest.raises(ValueError, match="critic must be one of local, central"):
+        ppo.DPOConfig(critic="both")
+    with pytest.raises(TypeError, match="loss"):  # the loss is the algorithm's (a ClassVar), not a key
+        ppo.IPPOConfig(loss="dpo")
     with pytest.raises(ValueError, match="must divide"):
-        ppo.PGConfig(rollout_length=5, n_envs=3, n_minibatches=2)
+        ppo.DPOConfig(rollout_length=5, n_envs=3, n_minibatches=2)
+    with pytest.raises(ValueError, match="kl_target must be a finite number"):
+        ppo.DPOConfig(kl_target=float("nan"))
 
 
 # ---- runs through the runner ------------------------------------------------------------------------------

@@ -114,9 +114,10 @@ def test_recurrent_agents_restart_at_episode_starts():
     np.testing.assert_allclose(q[2:], q_fresh, rtol=1e-5, atol=1e-6)  # step 2 starts a new episode
 
 
-def test_weighting_needs_a_qmix_mixer():
-    with pytest.raises(ConfigError, match="mixer='qmix'"):
-        resolve("qmix", "ro-matrix", ["weighting=ow", "mixer=vdn"])
+def test_mixer_and_weighting_are_fixed_by_the_algorithm():
+    with pytest.raises(ConfigError, match="'weighting' is fixed by algorithm 'qmix'.*use ow-qmix"):
+        resolve("qmix", "ro-matrix", ["weighting=ow"])
+    assert resolve("vdn", "ro-matrix", ["mixer=vdn"]).config.mixer == "vdn"  # its own value: a no-op
     with pytest.raises(ConfigError, match="'gru', 'mlp'"):
         resolve("qmix", "ro-matrix", ["agent=lstm"])
 

@@ -52,9 +52,14 @@ def console():
 def cmd_list(args):
     from coopmarl.algos.base import list_algos
     from coopmarl.envs import list_envs
+    from coopmarl.errors import ConfigError
     from coopmarl.experiments import list_experiments
 
     what = args.what
+    if args.name is not None:
+        if what != "algos":
+            raise ConfigError(f"a name is only taken by `coopmarl list algos NAME` (got `list {what} {args.name}`)")
+        return _list_algo_keys(args.name)
     if what in ("all", "envs"):
         rows = []
         for e in list_envs():
@@ -74,6 +79,23 @@ def cmd_list(args):
         rows = [[x.name, x.description, ", ".join(f"{k}={v[0]}" for k, v in x.options.items())]
                 for x in list_experiments()]
         _print_table("experiments (coopmarl reproduce NAME)", ["name", "description", "options"], rows)
+    return 0
+
+
+def _list_algo_keys(name: str) -> int:
+    """`coopmarl list algos NAME`: every key of the algorithm with its type, default and the default's source."""
+    from coopmarl.algos.base import get_algo
+    from coopmarl.algos.fields import fixed_choices
+    from coopmarl.config import describe_config
+
+    algo = get_algo(name)
+    cls = algo.config_cls
+    rows = [[k.name, k.type, repr(k.default), k.source] for k in describe_config(cls)]
+    _print_table(f"{algo.name}: {algo.description}", ["key", "type", "default", "source of the default"], rows)
+    print(f"config class: {cls.__module__}.{cls.__qualname__}; paper: {algo.paper or '-'}")
+    fixed = fixed_choices(cls)
+    if fixed:
+        print("fixed by the algorithm (not keys): " + ", ".join(f"{k}={v!r}" for k, v in fixed.items()))
     return 0
 
 
@@ -233,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("list", help="list environments, algorithms and experiments")
     pl.add_argument("what", nargs="?", default="all", choices=["all", "envs", "algos", "experiments"])
+    pl.add_argument("name", nargs="?", default=None,
+                    help="with `algos`: one algorithm's keys, their types, defaults and the defaults' sources")
     pl.set_defaults(fn=cmd_list)
 
     pt = sub.add_parser("train", help="train ALGO on ENV (overrides: key=value, env.key=value)")

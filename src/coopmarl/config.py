@@ -1,18 +1,32 @@
 """Typed configs and `key=value` overrides (Hydra-style: `lr=3e-4 env.k=-50 total_steps=5000`).
 
 Everything is resolved and validated here, before any environment is stepped or anything compiled:
-unknown names, unknown keys, wrong types and algorithm/env mismatches raise `ConfigError` with the
+unknown names, unknown keys (also a key of another algorithm that this one would ignore), renamed keys,
+wrong types, out-of-range or non-finite values and algorithm/env mismatches raise `ConfigError` with the
 valid choices named.
+
+Each algorithm's config class has exactly the keys it reads (`coopmarl.algos.fields`); a choice that defines
+the algorithm (`loss`, `mixer`, …) is fixed by its class: giving it its own value is a no-op, another value
+an error that names the algorithm with that value. `describe_config` lists a class's keys with their types,
+defaults and the source of each default (for `coopmarl list algos NAME`).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import io
+import re
+import textwrap
+import tokenize
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-from coopmarl.algos.base import Algorithm, get_algo
+from coopmarl.algos.base import Algorithm, get_algo, list_algos
+from coopmarl.algos.fields import fixed_choices
 from coopmarl.envs.registry import bind_params, coerce, env_entry, make
 from coopmarl.errors import ConfigError, ParamError, UnknownNameError, did_you_mean
 from coopmarl.runner import RunConfig
@@ -60,9 +74,70 @@ def config_fields(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+# Settings renamed when every algorithm got its own config class (one name per setting across families). The
+# old name is refused with one clear error; `upgrade_algo_config` translates an older run's config.yaml.
+RENAMED_KEYS = {
+    "grad_clip": "max_grad_norm",
+    "hidden": "hidden_sizes",
+    "critic_hidden": "critic_hidden_sizes",
+    "lr_decay": "lr_decay_steps",
+}
+
+
+def _same_value(given, fixed) -> bool:
+    try:
+        return coerce(given, type(fixed), "") == fixed
+    except ParamError:
+        return False
+
+
+def _drop_fixed(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """`values` without the choices `cls` fixes (ClassVars) given their own value; another value is an error
+    naming the algorithms that have it."""
+    fixed = fixed_choices(cls)
+    out = {}
+    for k, v in values.items():
+        if k not in fixed:
+            out[k] = v
+            continue
+        if _same_value(v, fixed[k]):
+            continue
+        by_value: dict[Any, list[str]] = {}
+        for a in list_algos():
+            if k in fixed_choices(a.config_cls):
+                by_value.setdefault(fixed_choices(a.config_cls)[k], []).append(a.name)
+        match = next((names for value, names in by_value.items() if _same_value(v, value)), None)
+        owners = [a.name for a in list_algos() if k in config_fields(a.config_cls)]
+        if match:
+            hint = f"for {k}={v} use {' or '.join(match)}"
+        elif owners:
+            hint = f"{k!r} is a key of {', '.join(owners)}"
+        else:
+            hint = f"algorithms by {k}: " + "; ".join(f"{value} -> {', '.join(names)}" for value, names in by_value.items())
+        raise ConfigError(f"{k!r} is fixed by {what} ({k}={fixed[k]!r}), not a key; {hint}")
+    return out
+
+
+def _refuse_renamed(keys, fields):
+    for k in keys:
+        if k in RENAMED_KEYS and k not in fields:
+            new = RENAMED_KEYS[k]
+            example = " (a tuple of layer widths, e.g. hidden_sizes=64 or hidden_sizes=100,100)" \
+                if new.endswith("hidden_sizes") else ""
+            raise ConfigError(f"{k!r} is now called {new!r}{example}")
+
+
+def _owners(key: str) -> str:
+    """' (a key of ow-qmix, cw-qmix)' when other algorithms have `key`, else ''."""
+    names = [a.name for a in list_algos() if key in config_fields(a.config_cls)]
+    return f" ({key!r} is a key of {', '.join(names)})" if names else ""
+
+
 def build_config(cls, values: dict[str, Any], what: str):
     """Instantiate dataclass `cls` with `values` coerced to the declared field types."""
     fields = config_fields(cls)
+    _refuse_renamed(values, fields)
+    values = _drop_fixed(cls, values, what)
     kwargs = {}
     for k, v in values.items():
         if k not in fields:
@@ -109,11 +184,14 @@ def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = 
     rest = {k.removeprefix("algo."): v for k, v in values.items() if not k.startswith("env.")}
     run_fields = config_fields(RunConfig)
     algo_fields = config_fields(algo.config_cls)
+    _refuse_renamed(rest, algo_fields)
+    rest = _drop_fixed(algo.config_cls, rest, f"algorithm {algo.name!r}")
     unknown = [k for k in rest if k not in run_fields and k not in algo_fields]
     if unknown:
         valid = list(algo_fields) + list(run_fields)
         raise ConfigError(
-            f"unknown key {unknown[0]!r} for algorithm {algo.name!r}.{did_you_mean(unknown[0], valid)} "
+            f"unknown key {unknown[0]!r} for algorithm {algo.name!r}{_owners(unknown[0])}."
+            f"{did_you_mean(unknown[0], valid)} "
             f"Algorithm keys: {', '.join(algo_fields)}. Run keys: {', '.join(run_fields)}. "
             f"Environment keys go under env. (env.<param>): {', '.join(p.name for p in entry.params) or '(none)'}"
         )
@@ -136,3 +214,107 @@ def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = 
         raise ConfigError(str(e)) from None
     check_compatible(algo, env_name, entry.tags, env.spec)
     return Resolved(algo, env_name, env_params, env, config, run)
+
+
+# ---- older runs' config.yaml ----------------------------------------------------------------------------
+
+
+def upgrade_algo_config(algo_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """An older run's saved `algo_config` in today's keys: renamed keys get their new name (an int width
+    becomes as many widths as the new default has: `hidden: 64` -> `hidden_sizes: [64]` for value-based
+    agents, `[64, 64]` for the continuous learners' two layers); a choice its class now fixes is dropped
+    when it has that value; and keys that are no longer the algorithm's are dropped — a family used to
+    share one config class, so its runs stored keys their algorithm never read."""
+    try:
+        cls = get_algo(algo_name).config_cls
+    except UnknownNameError:
+        return dict(values)
+    fields = config_fields(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    fixed = fixed_choices(cls)
+    out = {}
+    for k, v in values.items():
+        new = RENAMED_KEYS.get(k)
+        if k not in fields and new in fields:
+            if isinstance(v, int) and isinstance(defaults[new], tuple):
+                v = [v] * len(defaults[new])
+            out[new] = v
+        elif k in fields or (k in fixed and not _same_value(v, fixed[k])):
+            out[k] = v  # (a fixed choice with another value: `resolve` says which algorithm has it)
+    return out
+
+
+# ---- describing a config (`coopmarl list algos NAME`) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key of an algorithm's config."""
+
+    name: str
+    type: str  # e.g. "float", "tuple[int, ...]", "'relu' | 'tanh'"
+    default: Any
+    source: str  # where the default comes from: the field's trailing comment in the class that sets it
+    defined_in: str  # that class's name
+
+
+def type_name(typ) -> str:
+    """A readable type: 'float', 'tuple[int, ...]', "'gru' | 'mlp'", "int | 'game' | None"."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        return " | ".join(repr(c) for c in typing.get_args(typ))
+    if origin is typing.Union or type(typ).__name__ == "UnionType":
+        return " | ".join(type_name(a) for a in typing.get_args(typ))
+    if typ is type(None):
+        return "None"
+    if origin is not None:
+        return str(typ).replace("typing.", "")
+    return getattr(typ, "__name__", str(typ))
+
+
+@functools.cache
+def _class_comments(cls) -> dict[str, str]:
+    """{name: comment} for the annotated names of `cls`'s own body: the name's trailing comment, else the
+    block of comment lines right above it."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments, standalone = {}, set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            row = tok.start[0]
+            comments[row] = tok.string.lstrip("#").strip()
+            if not tok.line[:tok.start[1]].strip():
+                standalone.add(row)
+    body = ast.parse(source).body[0]
+    out = {}
+    for node in getattr(body, "body", []):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        trailing = [comments[r] for r in range(node.lineno, node.end_lineno + 1) if r in comments and r not in standalone]
+        above, row = [], node.lineno - 1
+        while row in standalone:
+            above.insert(0, comments[row])
+            row -= 1
+        out[node.target.id] = " ".join(trailing) or " ".join(above)
+    return out
+
+
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").split())
+    match = re.match(r"(.+?[.:])(\s|$)", text)
+    return match.group(1) if match else text
+
+
+def describe_config(cls) -> list[KeyInfo]:
+    """Every key of config class `cls`: its type, default and the source of the default — the trailing comment
+    of the field in the class (of `cls`'s MRO) that sets that default, else that class's docstring's first
+    sentence."""
+    out = []
+    for f in dataclasses.fields(cls):
+        owner = next(c for c in cls.__mro__ if f.name in c.__dict__.get("__annotations__", {}))
+        source = _class_comments(owner).get(f.name) or _first_sentence(owner.__doc__)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append(KeyInfo(f.name, type_name(config_fields(cls)[f.name]), default, source, owner.__name__))
+    return out

@@ -153,20 +153,25 @@ def resolve_run(run_dir: str | Path):
     """Rebuild a run's algorithm, env and configs (`config.Resolved`) from its config.yaml, checking that
     it resolves to the very same config (`as_dict()`); `env_params` holds the env parameters that differ
     from their defaults."""
-    from coopmarl.config import resolve
+    from coopmarl.config import resolve, upgrade_algo_config
     from coopmarl.envs.registry import UnknownNameError, env_entry
 
     run_dir = Path(run_dir)
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    saved = yaml.safe_load(path.read_text())
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
     try:
         env_section = dict(saved["env"])
         env_name = env_section.pop("name")
         algo_name, algo_values, run_values = saved["algo"], dict(saved["algo_config"]), dict(saved["run"])
     except (KeyError, TypeError):
         raise ConfigError(f"{path} is not a coopmarl config (needs algo, env.name, algo_config, run)") from None
+    # an older run's keys in today's names (e.g. grad_clip -> max_grad_norm; keys its algorithm never read dropped)
+    algo_values = saved["algo_config"] = upgrade_algo_config(algo_name, algo_values)
     try:
         params = env_entry(env_name).params
     except UnknownNameError as e:
@@ -179,6 +184,10 @@ def resolve_run(run_dir: str | Path):
     overrides.update(run_values)
     resolved = resolve(algo_name, env_name, overrides)
     again = yaml.safe_load(yaml.safe_dump(resolved.as_dict(), sort_keys=False))
+    if "sha256" in env_section and again["env"].get("sha256") != env_section["sha256"]:
+        raise ConfigError(f"the game file {env_section.get('path')!r} changed since the run that {path} describes "
+                          f"(sha256 {env_section['sha256'][:12]}… then, {str(again['env'].get('sha256'))[:12]}… now): "
+                          "restore the file the run was trained on, or train again")
     diff = [f"{section}.{k}" for section in ("env", "algo_config", "run")
             for k, v in saved[section].items() if k not in again[section] or again[section][k] != v]
     if diff:

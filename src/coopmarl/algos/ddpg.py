@@ -1,6 +1,6 @@
 """The DDPG family for continuous actions: IDDPG, MADDPG and DDPG-OM (the ROMMEO paper's baselines, §5.2).
 
-One algorithm, three critics (`critic_inputs`):
+One algorithm, three critics (`critic_inputs`, fixed by each algorithm's config class):
 
     "own"             IDDPG    Q^i(o_i, a_i)                      independent learners (Lillicrap et al. 2016)
     "joint"           MADDPG   Q^i(s, a_1, …, a_N)                centralised critic (Lowe et al. 2017)
@@ -21,188 +21,57 @@ Every agent i has a deterministic actor μ^i(o_i) = tanh(MLP(o_i)) on [−1, 1]^
 Exploration: a = clip(μ(o) + σ_t ε, −1, 1), ε ~ N(0, I), σ_t stepping down 0.5 → 0.1 (env step 1000)
 → 0.05 (2000) → 0.01 (3000) (REFERENCE.md, the authors' code). Targets are soft (τ = 0.01 every step).
 Everything else — replay of (length-1) windows, soft targets, one Adam over all networks (stop-gradients
-route each loss to its own network) — is the off-policy core (`algos/offpolicy.py`).
+route each loss to its own network) — is the off-policy core (`algos/offpolicy.py`); the continuous
+learners' shared config field groups and helpers are in `algos/offpolicy_continuous.py`.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, Transition, register_algo
+from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.offpolicy_continuous import (NoiseExplorationConfig, RecentBatchFields, check_spec, noise_level,
+                                                 noisy_action, split_batch, td_target)
 from coopmarl.nets.continuous import MLP, GaussianMLP, ValueMLP, from_unit, opponents, per_agent, to_unit
 from coopmarl.nets.distributions import DiagGaussian
 
-CRITIC_INPUTS = ("own", "joint", "opponent_model")
-
-
-@dataclass(frozen=True)
-class ContinuousOffPolicyConfig:
-    """What the continuous-action off-policy learners share (DDPG family, ROMMEO-AC). Defaults: the ROMMEO
-    authors' code (REFERENCE.md): 2 hidden layers of 100, batch 512, Adam lr 1e-2, γ 0.95, soft target
-    τ 0.01 every step, one gradient step per env step."""
-
-    # collection: each iteration steps `n_envs` envs for `rollout_length` steps, then takes
-    # `updates_per_iteration` gradient steps (defaults: one gradient step per env step, as the authors)
-    n_envs: int = 1
-    rollout_length: int = 1  # stored window length; 1 = single transitions
-    buffer_size: int = 100_000  # windows; the authors keep 1e6 — the same for runs ≤ 1e5 steps, less memory
-    batch_size: int = 512
-    learning_starts: int = 10  # windows collected before learning (the authors' code trains from env step 10)
-    recent_size: int = 0  # "the most recent batch" an opponent model / prior is fitted on; 0 = batch_size
-    updates_per_iteration: int = 1
-    lr: float = 1e-2  # Adam, every network
-    gamma: float = 0.95
-    target_tau: float = 0.01  # θ̄ ← τθ + (1 − τ)θ̄ after every gradient step
-    grad_clip: float = 0.0  # global-norm clip; 0 = none (the authors clip nothing)
-    hidden: int = 100  # two hidden ReLU layers of this width, in every network
-    truncation_bootstrap: bool = True  # bootstrap at a time limit (terminated steps never bootstrap)
-    standardise_rewards: bool = False  # the core's running reward standardisation (off: the authors')
-
-    def __post_init__(self):
-        for name in ("n_envs", "rollout_length", "batch_size", "buffer_size", "updates_per_iteration", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.recent_size <= self.buffer_size:
-            raise ValueError(f"recent_size must lie in [0, buffer_size] (0 = batch_size), got {self.recent_size}")
-        if self.batch_size > self.buffer_size:
-            raise ValueError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
-        if not 0 <= self.learning_starts <= self.buffer_size:
-            raise ValueError(f"learning_starts must lie in [0, buffer_size], got {self.learning_starts}")
-        if not 0.0 < self.target_tau <= 1.0:
-            raise ValueError(f"target_tau must lie in (0, 1], got {self.target_tau}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-
-    @property
-    def hidden_sizes(self) -> tuple[int, int]:
-        return (self.hidden, self.hidden)
-
-    @property
-    def uses_recent(self) -> bool:
-        return False
-
-    @property
-    def recent_buffer(self):
-        """(size, batch) of the core's recent-windows buffer, or None (see `offpolicy._recent_buffer`)."""
-        size = self.recent_size or self.batch_size
-        return (size, size) if self.uses_recent else None
-
-
-@dataclass(frozen=True)
-class NoiseExplorationConfig(ContinuousOffPolicyConfig):
-    """Deterministic actors explore with Gaussian noise on [−1, 1]: σ = noise_levels[k] from env step
-    noise_boundaries[k−1] on (the authors' DDPG-family schedule, REFERENCE.md)."""
-
-    noise_levels: tuple[float, ...] = (0.5, 0.1, 0.05, 0.01)
-    noise_boundaries: tuple[int, ...] = (1000, 2000, 3000)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if len(self.noise_levels) != len(self.noise_boundaries) + 1:
-            raise ValueError("noise_levels needs exactly one more entry than noise_boundaries")
-        if any(s < 0 for s in self.noise_levels) or list(self.noise_boundaries) != sorted(self.noise_boundaries):
-            raise ValueError("noise_levels must be >= 0 and noise_boundaries increasing")
-
-
-@dataclass(frozen=True)
-class AnnealedEntropyConfig(ContinuousOffPolicyConfig):
-    """Soft learners' entropy weight α_t = alpha_final + alpha_initial · exp(−alpha_decay · max(t − alpha_delay, 0))
-    in env steps t: 0.1 + 500·exp(−0.1·max(t − 10, 0)) (the ROMMEO authors' code, which gives the same
-    schedule to ROMMEO-AC, PR2-AC and MASQL; REFERENCE.md)."""
-
-    alpha_final: float = 0.1
-    alpha_initial: float = 500.0
-    alpha_decay: float = 0.1
-    alpha_delay: int = 10
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.alpha_final <= 0 or self.alpha_initial < 0 or self.alpha_decay < 0:
-            raise ValueError("alpha_final must be > 0; alpha_initial and alpha_decay >= 0")
+CriticInputs = Literal["own", "joint", "opponent_model"]
 
 
 @dataclass(frozen=True)
 class DDPGConfig(NoiseExplorationConfig):
-    critic_inputs: Literal["own", "joint", "opponent_model"] = "joint"  # see the module docstring
+    """The DDPG family's keys: the continuous off-policy core's and the exploration noise's; `critic_inputs`
+    (see the module docstring) is fixed by each algorithm's class below."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.critic_inputs not in CRITIC_INPUTS:
-            raise ValueError(f"critic_inputs must be one of {', '.join(CRITIC_INPUTS)}; got {self.critic_inputs!r}")
-
-    @property
-    def uses_recent(self) -> bool:
-        return self.critic_inputs == "opponent_model"
+    critic_inputs: ClassVar[CriticInputs]
 
 
 @dataclass(frozen=True)
 class IDDPGConfig(DDPGConfig):
-    critic_inputs: Literal["own", "joint", "opponent_model"] = "own"
+    """IDDPG (Lillicrap et al. 2016) as the ROMMEO paper's baseline: critics Q^i(o_i, a_i)."""
+
+    critic_inputs: ClassVar[CriticInputs] = "own"
 
 
 @dataclass(frozen=True)
 class MADDPGConfig(DDPGConfig):
-    critic_inputs: Literal["own", "joint", "opponent_model"] = "joint"
+    """MADDPG (Lowe et al. 2017) as the ROMMEO paper's baseline: centralised critics Q^i(s, a_1, …, a_N)."""
+
+    critic_inputs: ClassVar[CriticInputs] = "joint"
 
 
 @dataclass(frozen=True)
-class DDPGOMConfig(DDPGConfig):
-    critic_inputs: Literal["own", "joint", "opponent_model"] = "opponent_model"
+class DDPGOMConfig(RecentBatchFields, DDPGConfig):
+    """DDPG-OM (ROMMEO §5.2): critics Q^i(o_i, a_i, â_{−i}) with an opponent model fitted on the most recent
+    transitions."""
 
-
-# ---- shared helpers (also used by ROMMEO-AC) ------------------------------------------------------------
-
-
-def noise_level(config: NoiseExplorationConfig, env_steps) -> jax.Array:
-    """σ_t: the piecewise-constant exploration schedule (REFERENCE.md)."""
-    k = jnp.searchsorted(jnp.asarray(config.noise_boundaries), env_steps, side="right")
-    return jnp.asarray(config.noise_levels, jnp.float32)[k]
-
-
-def noisy_action(spec, config: NoiseExplorationConfig, env_steps, y, key, explore: bool) -> jax.Array:
-    """A deterministic actor's output y on [−1, 1] to env units; exploring: y + σ_t·ε clipped to the box."""
-    if explore:
-        y = jnp.clip(y + noise_level(config, env_steps) * jax.random.normal(key, y.shape), -1.0, 1.0)
-    return from_unit(y, spec.low, spec.high)
-
-
-def entropy_weight(config: AnnealedEntropyConfig, env_steps) -> jax.Array:
-    """α_t of `AnnealedEntropyConfig` at env step t."""
-    t = jnp.maximum(jnp.asarray(env_steps, jnp.float32) - config.alpha_delay, 0.0)
-    return config.alpha_final + config.alpha_initial * jnp.exp(-config.alpha_decay * t)
-
-
-def split_batch(batch: Transition, config) -> tuple[Transition, Transition | None]:
-    """The core's sampled windows [B (+ B_recent), T, ...] -> (main, recent) transitions, each flattened to
-    [B·T, ...]. The recent part is present when the config asks for the recent buffer."""
-    def flat(b):
-        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), b._replace(agent_carry=()))
-
-    main = jax.tree.map(lambda x: x[:config.batch_size], batch._replace(agent_carry=()))
-    if not config.uses_recent:
-        return flat(main), None
-    recent = jax.tree.map(lambda x: x[config.batch_size:], batch._replace(agent_carry=()))
-    return flat(main), flat(recent)
-
-
-def td_target(batch: Transition, next_value, config) -> jax.Array:
-    """y = r_i + γ (1 − term) V_i(s′) per agent [B, N]; `term` is the env's termination (and, with
-    truncation_bootstrap=False, its time limit too)."""
-    term = batch.terminated if config.truncation_bootstrap else jnp.logical_or(batch.terminated, batch.truncated)
-    return batch.reward + config.gamma * (1.0 - term.astype(jnp.float32))[:, None] * next_value
-
-
-def check_spec(spec, name: str, min_agents: int = 1):
-    if spec.discrete:
-        raise ValueError(f"{name} needs continuous actions; {spec.name!r} has discrete actions")
-    if spec.n_agents < min_agents:
-        raise ValueError(f"{name} needs at least {min_agents} agents; {spec.name!r} has {spec.n_agents}")
+    critic_inputs: ClassVar[CriticInputs] = "opponent_model"
 
 
 # ---- networks -------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo
 
@@ -44,10 +45,10 @@ class MAOSDQNConfig(op.OffPolicyConfig):
     paper uses α=20, β=1, ε=0.5. The rest is EPyMARL's (the paper's code base, same buffer/optimiser
     as its QMIX baseline)."""
 
-    entropy_alpha: float = 50.0  # α: policy π^n ∝ exp(α Q̂^n) (temperature 1/α)
-    optimism_beta: float = 10.0  # β: Q̂^n → (1/β) log E_{a^{-n} ~ ζ} e^{β Q̃}
-    zeta_epsilon: float = 0.05  # ε of ζ = ε/|A| + (1 − ε) π in L_Q̂
-    critic_hidden: int = 128  # Q̃_θ(s, a): MLP of [state, one-hot joint action]
+    entropy_alpha: float = 50.0  # α: policy π^n ∝ exp(α Q̂^n) (temperature 1/α); App. C (games)
+    optimism_beta: float = 10.0  # β: Q̂^n → (1/β) log E_{a^{-n} ~ ζ} e^{β Q̃}; App. C (games)
+    zeta_epsilon: float = 0.05  # ε of ζ = ε/|A| + (1 − ε) π in L_Q̂; App. C (games)
+    critic_hidden_sizes: tuple[int, ...] = (128, 128)  # Q̃_θ(s, a) on [state, one-hot joint action]; the paper gives no widths
     dueling: bool = True  # App. C: dueling actors
     exp_shift: bool = True  # rescale L_Q̂ by e^{−β max Q} against float32 overflow (see module doc)
     target_tau: float = 0.01  # soft target ψ̄ ← η̄ψ + (1 − η̄)ψ̄ (Alg. 3; η̄ not given in the paper)
@@ -55,22 +56,21 @@ class MAOSDQNConfig(op.OffPolicyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.entropy_alpha <= 0 or self.optimism_beta <= 0:
-            raise ValueError("entropy_alpha and optimism_beta must be > 0")
-        if not 0.0 <= self.zeta_epsilon <= 1.0:
-            raise ValueError("zeta_epsilon must lie in [0, 1]")
+        fields.positive(self, "entropy_alpha", "optimism_beta")
+        fields.in_unit_interval(self, "zeta_epsilon")
+        fields.layer_widths(self, "critic_hidden_sizes")
 
 
 class Critic(nn.Module):
     """Q̃_θ(s, a): the joint action enters as input, so the output is one value (not |A|^N)."""
 
-    hidden: int
+    hidden_sizes: tuple[int, ...]
 
     @nn.compact
     def __call__(self, state, joint_onehot):
         h = jnp.concatenate([state, joint_onehot.reshape(-1)])
-        h = nn.relu(nn.Dense(self.hidden)(h))
-        h = nn.relu(nn.Dense(self.hidden)(h))
+        for width in self.hidden_sizes:
+            h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(1)(h)[0]
 
 
@@ -87,7 +87,7 @@ def init(key, spec, config, model=None):
     k_actor, k_critic = jax.random.split(key)
     params = {
         "actors": agents.init(k_actor),
-        "critic": Critic(config.critic_hidden).init(
+        "critic": Critic(config.critic_hidden_sizes).init(
             k_critic, jnp.zeros(spec.state_dim), jnp.zeros((spec.n_agents, spec.n_actions))),
     }
     return op.init_state(params, spec, config, agents.initial_carry())
@@ -141,7 +141,7 @@ def exp_shift(q_hat, q_tilde, config):
 def loss_fn(params, target_params, batch, key, config, env_steps):
     n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
     agents = _agents(n, batch.obs.shape[-1], n_actions, config)
-    critic = Critic(config.critic_hidden)
+    critic = Critic(config.critic_hidden_sizes)
     q_crit = jax.vmap(jax.vmap(lambda p, s, u: critic.apply(p, s, jax.nn.one_hot(u, n_actions)),
                                in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
     avail, next_avail = batch.avail_actions, batch.next_avail_actions

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo
-from coopmarl.algos.ddpg import AnnealedEntropyConfig, check_spec, entropy_weight, split_batch, td_target
+from coopmarl.algos.offpolicy_continuous import AnnealedEntropyConfig, check_spec, entropy_weight, split_batch, td_target
 from coopmarl.nets.continuous import MLP, ValueMLP, from_unit, per_agent, to_unit
 
 
@@ -41,17 +42,16 @@ class MASQLConfig(AnnealedEntropyConfig):
     """α_t: ROMMEO-AC's schedule (the authors' code gives it to MASQL too)."""
 
     lr: float = 3e-4  # REFERENCE.md (the authors' MASQL)
-    gamma: float = 0.99
-    value_particles: int = 16  # M, uniform joint actions for the soft value
-    kernel_particles: int = 32  # K, sampler particles per state for SVGD
-    sampler_batch: int = 32  # states of each batch the sampler is updated on (0 or > batch: the whole batch)
+    gamma: float = 0.99  # REFERENCE.md (the authors' MASQL)
+    value_particles: int = 16  # M, uniform joint actions for the soft value (REFERENCE.md, the authors' MASQL)
+    kernel_particles: int = 32  # K, sampler particles per state for SVGD (REFERENCE.md, the authors' MASQL)
+    sampler_batch: int = 32  # states of each batch the sampler is updated on (0 or > batch: the whole batch); ours
 
     def __post_init__(self):
         super().__post_init__()
-        if self.value_particles < 1 or self.kernel_particles < 2:
-            raise ValueError("value_particles must be >= 1 and kernel_particles >= 2")
-        if self.sampler_batch < 0:
-            raise ValueError(f"sampler_batch must be >= 0 (0 = the whole batch), got {self.sampler_batch}")
+        fields.at_least(self, 1, "value_particles")
+        fields.at_least(self, 2, "kernel_particles")
+        fields.at_least(self, 0, "sampler_batch")  # 0 = the whole batch
 
 
 def _nets(spec, config):

@@ -31,54 +31,53 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import Transition, linear_schedule
+from coopmarl.algos.fields import AlgoConfig
 from coopmarl.nets.q import Agents
 
 
 @dataclass(frozen=True)
-class OffPolicyConfig:
-    """Settings every value-based learner shares. Defaults: EPyMARL's QMIX on LBF (REFERENCE.md)."""
+class OffPolicyConfig(AlgoConfig):
+    """The keys every value-based learner reads. Defaults: EPyMARL's QMIX on LBF (REFERENCE.md)."""
 
     # collection: each iteration steps `n_envs` envs for `rollout_length` steps, then learns
     n_envs: int = 8  # parallel envs (pymarl2 runs 8)
-    rollout_length: int = 0  # window length T; 0 = the env's horizon (one episode per window)
+    rollout_length: int = 0  # window length T; 0 = the env's horizon (one episode per window, as EPyMARL)
     # replay
     buffer_size: int = 5000  # windows kept (≈ episodes; EPyMARL 5000)
     batch_size: int = 32  # windows per gradient step (EPyMARL 32 episodes)
-    updates_per_iteration: int = 1  # gradient steps per collected iteration
+    updates_per_iteration: int = 1  # gradient steps per collected iteration (EPyMARL: one per episode batch)
     # learning
     lr: float = 5e-4  # Adam (EPyMARL)
-    gamma: float = 0.99
-    td_lambda: float = 0.0  # 0 = one-step targets; pymarl2 / ReMIX use 0.6
-    grad_clip: float = 10.0  # global-norm clip (EPyMARL 10)
-    target_update_episodes: int = 200  # hard target copy every this many windows (EPyMARL 200 episodes)
-    target_tau: float = 0.0  # > 0: soft update θ̄ ← τθ + (1−τ)θ̄ every gradient step instead
-    double_q: bool = True  # next action from the online agents, valued by the target (EPyMARL)
+    gamma: float = 0.99  # EPyMARL
+    td_lambda: float = 0.0  # 0 = one-step targets (EPyMARL); pymarl2 / ReMIX use 0.6
+    max_grad_norm: float = 10.0  # global-norm gradient clip, <= 0: none (EPyMARL `grad_norm_clip` 10)
+    target_update_episodes: int = 200  # target_tau=0: hard target copy every this many windows (EPyMARL 200 episodes)
+    target_tau: float = 0.0  # > 0: soft update θ̄ ← τθ + (1−τ)θ̄ every gradient step instead (EPyMARL: hard, 0)
     truncation_bootstrap: bool = True  # bootstrap at a time limit; False = the limit ends the game (finite horizon)
     standardise_rewards: bool = True  # EPyMARL's running mean/std reward standardisation
     # agents
-    agent: Literal["gru", "mlp"] = "gru"  # EPyMARL's rnn agent (fc-GRU-fc) or a 3-layer MLP
-    hidden: int = 64
-    share_parameters: bool = True
-    agent_id: bool = True  # one-hot agent id appended to observations
+    agent: Literal["gru", "mlp"] = "gru"  # EPyMARL's rnn agent (fc-GRU-fc) or its mlp agent (fc-fc-fc)
+    hidden_sizes: tuple[int, ...] = (64,)  # the agents' one hidden width (EPyMARL `hidden_dim` 64)
+    share_parameters: bool = True  # EPyMARL: one network for all agents
+    agent_id: bool = True  # one-hot agent id appended to observations (EPyMARL `obs_agent_id`)
     # exploration: ε-greedy, ε annealed linearly in env steps
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
+    epsilon_start: float = 1.0  # EPyMARL
+    epsilon_end: float = 0.05  # EPyMARL
     epsilon_anneal_steps: int = 50_000  # EPyMARL 50k
 
     def __post_init__(self):
-        for name in ("n_envs", "batch_size", "buffer_size", "updates_per_iteration", "hidden",
-                     "target_update_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.rollout_length < 0:
-            raise ValueError("rollout_length must be >= 0 (0 = the env's horizon)")
+        super().__post_init__()
+        fields.at_least(self, 1, "n_envs", "batch_size", "buffer_size", "updates_per_iteration",
+                        "target_update_episodes")
+        fields.at_least(self, 0, "rollout_length", "epsilon_anneal_steps")  # rollout_length 0 = the env's horizon
+        fields.layer_widths(self, exactly=1, why=" (the value-based agents, EPyMARL's fc-GRU-fc and fc-fc-fc, "
+                                                  "have one hidden width: e.g. hidden_sizes=64)")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
-        if not 0.0 <= self.td_lambda <= 1.0 or not 0.0 <= self.gamma <= 1.0:
-            raise ValueError("gamma and td_lambda must lie in [0, 1]")
-        if not 0.0 <= self.target_tau <= 1.0:
-            raise ValueError("target_tau must lie in [0, 1]")
+        fields.in_unit_interval(self, "gamma", "td_lambda", "target_tau", "epsilon_start", "epsilon_end")
+        fields.positive(self, "lr")
 
 
 def window_length(config, spec) -> int:
@@ -96,7 +95,7 @@ def make_agents(spec, config, *, dueling: bool = False) -> Agents:
 def agents_for(n_agents: int, obs_dim: int, n_actions: int, config, *, dueling: bool = False) -> Agents:
     """The agents' Q networks from the shapes alone (as `act` and losses see them)."""
     return Agents(
-        n_agents=n_agents, obs_dim=obs_dim, n_actions=n_actions, hidden=config.hidden,
+        n_agents=n_agents, obs_dim=obs_dim, n_actions=n_actions, hidden=config.hidden_sizes[0],
         recurrent=config.agent == "gru", dueling=dueling, share_parameters=config.share_parameters,
         agent_id=config.agent_id,
     )
@@ -199,10 +198,10 @@ class OffPolicyState(struct.PyTreeNode):
 
 
 def optimizer(config) -> optax.GradientTransformation:
-    """Adam with global-norm gradient clipping (`grad_clip` <= 0: no clipping)."""
-    if config.grad_clip <= 0:
+    """Adam with global-norm gradient clipping (`max_grad_norm` <= 0: no clipping)."""
+    if config.max_grad_norm <= 0:
         return optax.adam(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.lr))
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
 
 
 def _buffer(config):

@@ -1,6 +1,8 @@
 """The policy-gradient family on one page: IA2C, MAA2C, IPPO, IPPO-KL, MAPPO, DPO and DPO's ablations.
 
-Every algorithm here is the same three functions with a different default config:
+Every algorithm here is the same three functions; its config class fixes its `loss` (a ClassVar, not a
+key), has exactly the keys that loss reads (field groups: `PGConfig` + `ClipFields` / `AdaptiveCoefFields`,
+`KLPenaltyFields`, `SqrtKLFields`) and sets the defaults its source gives:
 
     loss      "a2c"  −mean(log π(a|o) Â)                                        (Mnih et al. 2016)
               "clip" −mean(min(ρ Â, clip(ρ, 1 ± ε) Â))                          (PPO eq. 7)
@@ -16,7 +18,8 @@ collected the batch). The KL coefficients adapt once per update and per agent (D
 
 DPO's eq. (20) maximises (1/N) L^i − β√ √KL − β_KL KL; like REFERENCE.md's loss (the authors' code) we
 drop the 1/N — with adaptive coefficients it only rescales β. A coefficient initialised at 0 stays 0:
-that is how the ablations `dpo-no-sqrt` (β√ = 0, the same maths as IPPO-KL) and `dpo-no-kl` are made.
+that is how the ablations `dpo-no-sqrt` (β√ = 0, the same maths as IPPO-KL) and `dpo-no-kl` are made
+(their classes fix that coefficient at 0). `clip_frac` is logged by the clip loss only.
 
 One update (`update`): values and the old policy on the batch [T, E] → GAE(γ, λ) (a `terminated` step
 does not bootstrap, a `truncated` one bootstraps from V(next_obs), and no advantage flows across an
@@ -33,39 +36,35 @@ what the log-probabilities are computed on; the runner clips what the env receiv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.fields import AlgoConfig
 from coopmarl.envs.core import EnvSpec
 from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
 from coopmarl.nets.policy import Actor, AgentNets, Critic
 
-LOSSES = ("a2c", "clip", "kl", "dpo")
-CRITICS = ("local", "central")
-SQRT_RULES = ("sqrt_target", "paper")
+Loss = Literal["a2c", "clip", "kl", "dpo"]
 
 
 @dataclass(frozen=True)
-class PGConfig:
-    """Defaults = DPO (Su & Lu), App. B Table 2 and REFERENCE.md's DPO section unless marked otherwise.
+class PGConfig(AlgoConfig):
+    """The keys every policy-gradient algorithm here reads. Defaults = DPO (Su & Lu), App. B Table 2 and
+    REFERENCE.md's DPO section unless marked otherwise; each algorithm's class below adds its loss's keys
+    and changes only the defaults its source sets. `loss` is fixed by the algorithm (a ClassVar)."""
 
-    d_target (`kl_target`) is per environment in the paper: stochastic game 0.1, MPE 0.01, MuJoCo 0.001,
-    SMAC 0.02; the default is MPE's. `sqrt_coef_rule`: "sqrt_target" adapts β√ on mean(√KL) against
-    √d_target (REFERENCE.md, the authors' code); "paper" adapts it on mean(KL) against d_target, as
-    eq. (21) prints it for both coefficients.
-    """
-
-    loss: str = "dpo"  # one of LOSSES
-    critic: str = "local"  # one of CRITICS
+    loss: ClassVar[Loss]  # the algorithm's loss (see the module docstring); fixed by each class below
+    critic: Literal["local", "central"] = "local"  # V^i(o_i), decentralised critics: DPO eq. (8)
     share_parameters: bool = False  # DPO §4: "agents do not use parameter-sharing"
     hidden_sizes: tuple[int, ...] = (128, 128, 128)  # DPO App. B: 3-layer MLPs, 128 units
-    activation: str = "relu"  # DPO App. B
-    init_log_std: float = 0.0  # Gaussian policies: σ = 1 at start (MAPPO code's DiagGaussian)
+    activation: Literal["relu", "tanh"] = "relu"  # DPO App. B
+    init_log_std: float = 0.0  # Gaussian policies (continuous actions): σ = 1 at start (MAPPO code's DiagGaussian)
     actor_lr: float = 5e-4  # DPO Table 2
     critic_lr: float = 5e-4  # DPO Table 2
     adam_eps: float = 1e-5  # MAPPO code (`opti_eps`)
@@ -78,90 +77,132 @@ class PGConfig:
     entropy_coef: float = 0.01  # REFERENCE.md
     value_coef: float = 1.0  # MAPPO code (`value_loss_coef`); actor and critic are separate networks
     clip_value: bool = False  # MAPPO's clipped value loss (Yu et al. 2022); off in DPO/IPPO
-    value_clip_eps: float = 0.2
-    clip_eps: float = 0.2  # loss="clip": DPO Table 2 for IPPO (Schulman et al. 2017)
+    value_clip_eps: float = 0.2  # clip_value=True: MAPPO code (`clip_param`, the ratio clip reused)
+    rollout_length: int = 25  # steps per env per update (MPE episode length, DPO §4.2)
+    n_envs: int = 16  # parallel envs (a CPU-friendly choice)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.layer_widths(self)
+        fields.at_least(self, 1, "n_epochs", "n_minibatches", "rollout_length", "n_envs")
+        if (self.rollout_length * self.n_envs) % self.n_minibatches:
+            raise ValueError(f"n_minibatches={self.n_minibatches} must divide rollout_length * n_envs = "
+                             f"{self.rollout_length * self.n_envs}")
+        fields.in_unit_interval(self, "gamma", "gae_lambda")
+        fields.positive(self, "actor_lr", "critic_lr", "adam_eps", "max_grad_norm", "value_clip_eps")
+        fields.at_least(self, 0.0, "entropy_coef", "value_coef")
+
+
+@dataclass(frozen=True)
+class ClipFields(AlgoConfig):
+    """PPO's ratio clip (PPO eq. 7)."""
+
+    clip_eps: float = 0.2  # ε: DPO Table 2 for IPPO (Schulman et al. 2017)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.positive(self, "clip_eps")
+
+
+@dataclass(frozen=True)
+class AdaptiveCoefFields(AlgoConfig):
+    """The adaptation of the KL coefficients, once per update (DPO eq. 21, PPO's adaptive KL rule).
+
+    d_target (`kl_target`) is per environment in the paper: stochastic game 0.1, MPE 0.01, MuJoCo 0.001,
+    SMAC 0.02; the default is MPE's."""
+
     kl_target: float = 0.01  # d_target, DPO §4.2 (MPE); see the docstring
-    kl_coef_init: float = 0.01  # β_KL (β_2^i) at start: DPO Table 2 (authors' code: 1.0)
-    sqrt_kl_coef_init: float = 0.01  # β√ (β_1^i) at start: DPO Table 2 (authors' code: 1.0)
     adapt_delta: float = 1.5  # δ, DPO eq. (21) and Table 2
     adapt_omega: float = 2.0  # ω, DPO eq. (21) and Table 2
     coef_min: float = 1e-3  # REFERENCE.md (authors' code)
     coef_max: float = 1e3  # REFERENCE.md (authors' code)
     per_agent_coefs: bool = True  # β_j^i per agent i (DPO eq. 20-21); False: one β from the mean KL of all agents
-    sqrt_coef_rule: str = "sqrt_target"  # one of SQRT_RULES; see the docstring
-    rollout_length: int = 25  # steps per env per update (MPE episode length, DPO §4.2)
-    n_envs: int = 16  # parallel envs (a CPU-friendly choice)
 
     def __post_init__(self):
-        for name, value, choices in (("loss", self.loss, LOSSES), ("critic", self.critic, CRITICS),
-                                     ("sqrt_coef_rule", self.sqrt_coef_rule, SQRT_RULES),
-                                     ("activation", self.activation, ("relu", "tanh"))):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
-        if min(self.n_epochs, self.n_minibatches, self.rollout_length, self.n_envs) < 1:
-            raise ValueError("n_epochs, n_minibatches, rollout_length and n_envs must be >= 1")
-        if (self.rollout_length * self.n_envs) % self.n_minibatches:
-            raise ValueError(f"n_minibatches={self.n_minibatches} must divide rollout_length * n_envs = "
-                             f"{self.rollout_length * self.n_envs}")
-        if not (0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
-            raise ValueError("gamma and gae_lambda must be in [0, 1]")
-        if min(self.actor_lr, self.critic_lr, self.max_grad_norm, self.kl_target, self.clip_eps) <= 0:
-            raise ValueError("actor_lr, critic_lr, max_grad_norm, kl_target and clip_eps must be > 0")
-        if self.adapt_delta <= 1.0 or self.adapt_omega <= 1.0 or not 0.0 < self.coef_min <= self.coef_max:
-            raise ValueError("need adapt_delta > 1, adapt_omega > 1 and 0 < coef_min <= coef_max")
-        if min(self.kl_coef_init, self.sqrt_kl_coef_init, self.entropy_coef, self.value_coef) < 0:
-            raise ValueError("kl_coef_init, sqrt_kl_coef_init, entropy_coef and value_coef must be >= 0")
-
-
-# ---- the registered presets (only their defaults differ) ------------------------------------------------
+        super().__post_init__()
+        fields.positive(self, "kl_target")
+        if self.adapt_delta <= 1.0 or self.adapt_omega <= 1.0:
+            raise ValueError(f"adapt_delta and adapt_omega must be > 1, got {self.adapt_delta}, {self.adapt_omega}")
+        if not 0.0 < self.coef_min <= self.coef_max:
+            raise ValueError(f"need 0 < coef_min <= coef_max, got coef_min={self.coef_min}, coef_max={self.coef_max}")
 
 
 @dataclass(frozen=True)
-class DPOConfig(PGConfig):
+class KLPenaltyFields(AlgoConfig):
+    """The penalty β_KL·KL (PPO eq. 8; DPO eq. 20's β_2^i term)."""
+
+    kl_coef_init: float = 0.01  # β_KL (β_2^i) at start: DPO Table 2 (authors' code: 1.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 0.0, "kl_coef_init")
+
+
+@dataclass(frozen=True)
+class SqrtKLFields(AlgoConfig):
+    """The penalty β√·√KL (DPO eq. 20's β_1^i term). `sqrt_coef_rule`: "sqrt_target" adapts β√ on mean(√KL)
+    against √d_target (REFERENCE.md, the authors' code); "paper" adapts it on mean(KL) against d_target, as
+    eq. (21) prints it for both coefficients."""
+
+    sqrt_kl_coef_init: float = 0.01  # β√ (β_1^i) at start: DPO Table 2 (authors' code: 1.0)
+    sqrt_coef_rule: Literal["sqrt_target", "paper"] = "sqrt_target"  # REFERENCE.md (authors' code); see the docstring
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 0.0, "sqrt_kl_coef_init")
+
+
+# ---- the registered algorithms: their loss's field groups, and the defaults their sources set ----------
+
+
+@dataclass(frozen=True)
+class DPOConfig(SqrtKLFields, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """DPO (Su & Lu): eq. (20) with adaptive β√, β_KL (eq. 21); per-agent actor and critic."""
 
+    loss: ClassVar[Loss] = "dpo"
+
 
 @dataclass(frozen=True)
-class DPONoSqrtConfig(PGConfig):
+class DPONoSqrtConfig(KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """DPO w/o sqrt (DPO §4.5): β√ = 0 — "the same as IPPO-KL"."""
 
-    sqrt_kl_coef_init: float = 0.0
+    loss: ClassVar[Loss] = "dpo"
+    sqrt_kl_coef_init: ClassVar[float] = 0.0  # the ablation: no √KL term
 
 
 @dataclass(frozen=True)
-class DPONoKLConfig(PGConfig):
+class DPONoKLConfig(SqrtKLFields, AdaptiveCoefFields, PGConfig):
     """DPO w/o kl (DPO §4.5): β_KL = 0."""
 
-    kl_coef_init: float = 0.0
+    loss: ClassVar[Loss] = "dpo"
+    kl_coef_init: ClassVar[float] = 0.0  # the ablation: no KL term
 
 
 @dataclass(frozen=True)
-class IPPOConfig(PGConfig):
+class IPPOConfig(ClipFields, PGConfig):
     """IPPO as DPO's baseline (de Witt et al. 2020; DPO App. B): ratio clip 0.2, otherwise DPO's settings."""
 
-    loss: str = "clip"
+    loss: ClassVar[Loss] = "clip"
 
 
 @dataclass(frozen=True)
-class IPPOKLConfig(PGConfig):
+class IPPOKLConfig(KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """IPPO-KL (DPO App. C): every agent runs PPO's adaptive-KL version (PPO eq. 8) with DPO's settings."""
 
-    loss: str = "kl"
+    loss: ClassVar[Loss] = "kl"
 
 
 @dataclass(frozen=True)
-class MAPPOConfig(PGConfig):
+class MAPPOConfig(ClipFields, PGConfig):
     """MAPPO, EPyMARL style (`mappo.yaml`: shared parameters + agent id, centralised V(s), 4 epochs, clip 0.2,
     lr 5e-4, entropy 0.01, hidden 64, grad clip 10) with Yu et al.'s clipped value loss; MLP, not GRU."""
 
-    loss: str = "clip"
-    critic: str = "central"
-    share_parameters: bool = True
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    n_epochs: int = 4
-    clip_value: bool = True
+    loss: ClassVar[Loss] = "clip"
+    critic: Literal["local", "central"] = "central"  # EPyMARL mappo.yaml: centralised V(s)
+    share_parameters: bool = True  # EPyMARL mappo.yaml: shared parameters + agent id
+    hidden_sizes: tuple[int, ...] = (64, 64)  # EPyMARL mappo.yaml (hidden_dim 64)
+    n_epochs: int = 4  # EPyMARL mappo.yaml (epochs 4)
+    clip_value: bool = True  # Yu et al. 2022 (MAPPO's clipped value loss)
 
 
 @dataclass(frozen=True)
@@ -169,18 +210,18 @@ class MAA2CConfig(PGConfig):
     """MAA2C, EPyMARL style (`maa2c.yaml`: shared parameters + agent id, centralised V(s), lr 5e-4, entropy
     0.01, hidden 64); GAE instead of EPyMARL's 5-step returns and target critic; MLP, not GRU."""
 
-    loss: str = "a2c"
-    critic: str = "central"
-    share_parameters: bool = True
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    n_epochs: int = 1
+    loss: ClassVar[Loss] = "a2c"
+    critic: Literal["local", "central"] = "central"  # EPyMARL maa2c.yaml: centralised V(s)
+    share_parameters: bool = True  # EPyMARL maa2c.yaml: shared parameters + agent id
+    hidden_sizes: tuple[int, ...] = (64, 64)  # EPyMARL maa2c.yaml (hidden_dim 64)
+    n_epochs: int = 1  # A2C: one pass over each batch (EPyMARL maa2c)
 
 
 @dataclass(frozen=True)
 class IA2CConfig(MAA2CConfig):
     """IA2C, EPyMARL style (`ia2c.yaml`): MAA2C with a decentralised critic V(o_i)."""
 
-    critic: str = "local"
+    critic: Literal["local", "central"] = "local"  # EPyMARL ia2c.yaml: decentralised V(o_i)
 
 
 # ---- state and networks ---------------------------------------------------------------------------------
@@ -199,7 +240,8 @@ class PGState(struct.PyTreeNode):
 
 def _nets(spec: EnvSpec, config: PGConfig) -> tuple[AgentNets, AgentNets]:
     n_out = spec.n_actions if spec.discrete else spec.action_dim
-    actor = Actor(n_out, not spec.discrete, config.hidden_sizes, config.activation, config.init_log_std)
+    init_log_std = 0.0 if spec.discrete else config.init_log_std  # Gaussian policies only
+    actor = Actor(n_out, not spec.discrete, config.hidden_sizes, config.activation, init_log_std)
     critic = Critic(config.hidden_sizes, config.activation)
     return (AgentNets(actor, spec.n_agents, config.share_parameters),
             AgentNets(critic, spec.n_agents, config.share_parameters))
@@ -233,8 +275,9 @@ def init(key, spec: EnvSpec, config: PGConfig, model=None) -> PGState:
     return PGState(
         actor_params=actor_params, critic_params=critic_params,
         actor_opt=actor_tx.init(actor_params), critic_opt=critic_tx.init(critic_params),
-        beta_kl=jnp.full((n,), config.kl_coef_init, jnp.float32),
-        beta_sqrt=jnp.full((n,), config.sqrt_kl_coef_init, jnp.float32),
+        # a coefficient the loss has no term for stays 0 (the state has the same shape for every loss)
+        beta_kl=jnp.full((n,), config.kl_coef_init if config.loss in ("kl", "dpo") else 0.0, jnp.float32),
+        beta_sqrt=jnp.full((n,), config.sqrt_kl_coef_init if config.loss == "dpo" else 0.0, jnp.float32),
         n_updates=jnp.int32(0), spec=spec,
     )
 
@@ -323,8 +366,9 @@ def agent_losses(spec: EnvSpec, config: PGConfig, actor_params, critic_params, b
         clipped_v = mb.old_values + jnp.clip(values - mb.old_values, -config.value_clip_eps, config.value_clip_eps)
         value_err = jnp.maximum(value_err, jnp.square(clipped_v - mb.returns))
     value_loss = jnp.mean(value_err, 0)
-    parts = {"policy_loss": pg, "value_loss": value_loss, "entropy": entropy, "minibatch_kl": jnp.mean(kl, 0),
-             "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), 0)}
+    parts = {"policy_loss": pg, "value_loss": value_loss, "entropy": entropy, "minibatch_kl": jnp.mean(kl, 0)}
+    if config.loss == "clip":  # the share of samples whose ratio the clip cut
+        parts["clip_frac"] = jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), 0)
     return actor_loss, config.value_coef * value_loss, parts
 
 
@@ -408,12 +452,12 @@ def update(state: PGState, data, key, *, config: PGConfig):
     # DPO eq. (21), once per update: the mean KL(π_old ‖ π_new) of each agent over the batch
     kl = old_pi.kl(_policy(spec, config, actor_params, data.obs, data.avail_actions))  # [T, E, N]
     mean_kl, mean_sqrt_kl = kl.mean((0, 1)), safe_sqrt(kl).mean((0, 1))
-    if not config.per_agent_coefs:
-        mean_kl, mean_sqrt_kl = (jnp.broadcast_to(x.mean(), x.shape) for x in (mean_kl, mean_sqrt_kl))
     beta_kl, beta_sqrt = state.beta_kl, state.beta_sqrt
     if config.loss in ("kl", "dpo"):
+        if not config.per_agent_coefs:
+            mean_kl, mean_sqrt_kl = (jnp.broadcast_to(x.mean(), x.shape) for x in (mean_kl, mean_sqrt_kl))
         beta_kl = adapt_coef(beta_kl, mean_kl, config.kl_target, config)
-    if config.loss == "dpo":
+    if config.loss == "dpo" and config.sqrt_kl_coef_init != 0.0:  # a β√ started at 0 stays 0 (dpo-no-sqrt)
         if config.sqrt_coef_rule == "sqrt_target":
             beta_sqrt = adapt_coef(beta_sqrt, mean_sqrt_kl, jnp.sqrt(config.kl_target), config)
         else:

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo
-from coopmarl.algos.ddpg import (AnnealedEntropyConfig, NoiseExplorationConfig, check_spec, entropy_weight, noise_level,
-                                 noisy_action, split_batch, td_target)
+from coopmarl.algos.offpolicy_continuous import (AnnealedEntropyConfig, NoiseExplorationConfig, check_spec,
+                                                 entropy_weight, noise_level, noisy_action, split_batch, td_target)
 from coopmarl.nets.continuous import MLP, GaussianMLP, ValueMLP, from_unit, opponents, per_agent, to_unit
 from coopmarl.nets.distributions import TanhGaussian
 

@@ -1,6 +1,8 @@
 """Value decomposition on one off-policy core: IQL, VDN, QMIX, OW-QMIX, CW-QMIX, QPLEX and ReMIX.
 
-Variants are two switches of one config:
+Each algorithm's config class fixes two choices (ClassVars, not keys) and has exactly the keys they read
+(field groups: the off-policy core's keys + `DoubleQFields`, `HypernetFields`/`QMIXMixerFields`,
+`WQMIXFields` or `ReMIXFields`):
 - `mixer`: "none" (IQL: every agent learns Q^n from the team reward), "vdn", "qmix", "qplex".
 - `weighting`: "none"; "ow"/"cw" = Weighted QMIX (Rashid et al. 2020): an unrestricted central Q* is
   learnt beside Q_tot, both regress on y = r + γ·Q̄*(s′, argmax Q_tot), and Q_tot's squared error is
@@ -14,63 +16,196 @@ unweighted and weights never carry gradient.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 
+from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo
-from coopmarl.nets.mixers import CentralMixer, make_mixer
+from coopmarl.algos.fields import AlgoConfig
+from coopmarl.nets.mixers import CentralMixer, QMixer, QPLEXMixer, VDNMixer
+
+
+Mixer = Literal["none", "vdn", "qmix", "qplex"]
+Weighting = Literal["none", "ow", "cw", "remix"]
 
 
 @dataclass(frozen=True)
 class ValueDecompositionConfig(op.OffPolicyConfig):
-    """Defaults = EPyMARL's QMIX (MAOSQL's setting; REFERENCE.md); `remix` uses ReMIX's Table 2."""
+    """The base of this file's algorithms: the off-policy core's keys; `mixer` and `weighting` are fixed by
+    each algorithm's class (ClassVars, not keys). Defaults = EPyMARL's QMIX (MAOSQL's setting; REFERENCE.md)."""
 
-    mixer: Literal["none", "vdn", "qmix", "qplex"] = "qmix"
-    weighting: Literal["none", "ow", "cw", "remix"] = "none"
-    mixing_embed: int = 32  # QMIX mixing width (EPyMARL / pymarl2)
-    hypernet_embed: int = 64
-    central_embed: int = 256  # WQMIX's unrestricted Q* mixer width
-    weight: float = 0.1  # WQMIX α for "bad" transitions (0.1 predator-prey, 0.5 SMAC; REFERENCE.md)
-    # ReMIX (paper 001): terms of Thm 1, each switchable for the ablation (Fig. 5)
-    remix_bellman_error: bool = True  # (B*Q*_{k-1} − Q_k)
-    remix_underestimation: bool = True  # exp(Q*_{k-1} − Q_k)
-    remix_mixer_gradient: bool = True  # Σ_j (1 − π^j) / f′_{s,Q^j} − 1
-    remix_on_policy: bool = True  # d^π/μ, via extra samples from a buffer of the most recent windows
-    remix_gradient: Literal["lemma1", "autodiff"] = "lemma1"  # f′ from Lemma 1 or jax.grad (equal for QMIX)
-    weight_min: float = 0.1  # weights mapped to [w_min, 1] (ReMIX Table 2; Fig. 4 tries 0.1, 0.5, 0.8)
-    recent_buffer_size: int = 0  # windows in the on-policy buffer (ReMIX; 0 = none)
-    recent_batch_size: int = 0  # windows sampled from it per gradient step
+    mixer: ClassVar[Mixer]  # Q_tot's form; fixed by each class below
+    weighting: ClassVar[Weighting]  # the weighting of Q_tot's loss; fixed by each class below
+
+
+# ---- field groups ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoubleQFields(AlgoConfig):
+    """The bootstrap action of the unweighted learners (the weighted ones always take argmax Q_tot(s′, ·))."""
+
+    double_q: bool = True  # next action from the online agents, valued by the target (EPyMARL)
+
+
+@dataclass(frozen=True)
+class HypernetFields(AlgoConfig):
+    """The width of the state-conditioned hypernetworks (QMIX's mixer, QPLEX's weights and attention)."""
+
+    hypernet_embed: int = 64  # EPyMARL / pymarl2 `hypernet_embed`
 
     def __post_init__(self):
         super().__post_init__()
-        if self.weighting != "none" and self.mixer != "qmix":
-            raise ValueError(f"weighting={self.weighting!r} weights a QMIX mixer; use mixer='qmix'")
-        if self.weighting == "remix" and self.remix_gradient == "lemma1" and self.mixer != "qmix":
-            raise ValueError("Lemma 1's gradient is QMIX's; use remix_gradient='autodiff'")
-        if not 0.0 <= self.weight_min <= 1.0 or not 0.0 <= self.weight <= 1.0:
-            raise ValueError("weight and weight_min must lie in [0, 1]")
+        fields.at_least(self, 1, "hypernet_embed")
+
+
+@dataclass(frozen=True)
+class QMIXMixerFields(HypernetFields):
+    """QMIX's monotonic hypernetwork mixer."""
+
+    mixing_embed: int = 32  # QMIX mixing width (EPyMARL / pymarl2 `mixing_embed_dim`)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 1, "mixing_embed")
+
+
+@dataclass(frozen=True)
+class CentralQFields(AlgoConfig):
+    """The unrestricted central Q* of WQMIX and ReMIX (its own agents + a feed-forward mixer)."""
+
+    central_embed: int = 256  # WQMIX's unrestricted Q* mixer width (REFERENCE.md)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 1, "central_embed")
+
+
+@dataclass(frozen=True)
+class WQMIXFields(CentralQFields):
+    """Weighted QMIX (Rashid et al. 2020): weight 1 for "good" transitions, `weight` otherwise."""
+
+    weight: float = 0.1  # WQMIX α for "bad" transitions (0.1 predator-prey, 0.5 SMAC; REFERENCE.md)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.in_unit_interval(self, "weight")
+
+
+@dataclass(frozen=True)
+class ReMIXFields(CentralQFields):
+    """ReMIX (paper 001): the terms of Thm 1, each switchable for the ablation (Fig. 5), and the on-policy
+    buffer of the most recent windows that estimates d^π/μ."""
+
+    remix_bellman_error: bool = True  # (B*Q*_{k-1} − Q_k): ReMIX Thm 1
+    remix_underestimation: bool = True  # exp(Q*_{k-1} − Q_k): ReMIX Thm 1
+    remix_mixer_gradient: bool = True  # Σ_j (1 − π^j) / f′_{s,Q^j} − 1: ReMIX Thm 1
+    remix_on_policy: bool = True  # d^π/μ, via extra samples from a buffer of the most recent windows: ReMIX Alg. 1
+    remix_gradient: Literal["lemma1", "autodiff"] = "lemma1"  # remix_mixer_gradient: f′ from ReMIX Lemma 1 or jax.grad
+    weight_min: float = 0.1  # weights mapped to [w_min, 1] (ReMIX Table 2; Fig. 4 tries 0.1, 0.5, 0.8)
+    recent_buffer_size: int = 64  # remix_on_policy: windows in the on-policy buffer (REFERENCE.md: "small"; ours; 0 = none)
+    recent_batch_size: int = 32  # remix_on_policy: windows sampled from it per gradient step (ReMIX gives none; ours)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.in_unit_interval(self, "weight_min")
+        fields.at_least(self, 0, "recent_buffer_size", "recent_batch_size")
         if (self.recent_buffer_size > 0) != (self.recent_batch_size > 0):
             raise ValueError("set both recent_buffer_size and recent_batch_size, or neither")
 
     @property
     def recent_buffer(self):
-        """(size, batch) of the on-policy buffer ReMIX samples from, or None."""
-        if self.weighting != "remix" or not self.remix_on_policy or self.recent_buffer_size <= 0:
+        """(size, batch) of the on-policy buffer ReMIX samples from, or None (see `offpolicy`)."""
+        if not self.remix_on_policy or self.recent_buffer_size <= 0:
             return None
         return self.recent_buffer_size, self.recent_batch_size
 
 
+# ---- the registered algorithms ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IQLConfig(DoubleQFields, ValueDecompositionConfig):
+    """Independent Q-learning: each agent's Q^n regresses on the team reward. Defaults: EPyMARL."""
+
+    mixer: ClassVar[Mixer] = "none"
+    weighting: ClassVar[Weighting] = "none"
+
+
+@dataclass(frozen=True)
+class VDNConfig(DoubleQFields, ValueDecompositionConfig):
+    """VDN: Q_tot = Σ Q^n. Defaults: EPyMARL."""
+
+    mixer: ClassVar[Mixer] = "vdn"
+    weighting: ClassVar[Weighting] = "none"
+
+
+@dataclass(frozen=True)
+class QMIXConfig(QMIXMixerFields, DoubleQFields, ValueDecompositionConfig):
+    """QMIX: monotonic hypernetwork mixer. Defaults: EPyMARL."""
+
+    mixer: ClassVar[Mixer] = "qmix"
+    weighting: ClassVar[Weighting] = "none"
+
+
+@dataclass(frozen=True)
+class QPLEXConfig(HypernetFields, DoubleQFields, ValueDecompositionConfig):
+    """QPLEX: duplex dueling mixer with attention over state and joint action. Defaults: EPyMARL."""
+
+    mixer: ClassVar[Mixer] = "qplex"
+    weighting: ClassVar[Weighting] = "none"
+
+
+@dataclass(frozen=True)
+class OWQMIXConfig(WQMIXFields, QMIXMixerFields, ValueDecompositionConfig):
+    """Optimistically-weighted QMIX (WQMIX) with an unrestricted central Q*. Defaults: WQMIX / pymarl2."""
+
+    mixer: ClassVar[Mixer] = "qmix"
+    weighting: ClassVar[Weighting] = "ow"
+
+
+@dataclass(frozen=True)
+class CWQMIXConfig(WQMIXFields, QMIXMixerFields, ValueDecompositionConfig):
+    """Centrally-weighted QMIX (WQMIX) with an unrestricted central Q*. Defaults: WQMIX / pymarl2."""
+
+    mixer: ClassVar[Mixer] = "qmix"
+    weighting: ClassVar[Weighting] = "cw"
+
+
+@dataclass(frozen=True)
+class ReMIXConfig(ReMIXFields, QMIXMixerFields, ValueDecompositionConfig):
+    """ReMIX: QMIX with regret-minimising projection weights (Thm 1, eq. 7). Defaults: ReMIX Table 2 (batch 128,
+    replay 10k, TD(λ) 0.6, lr 1e-3, ε over 100k, w_min 0.1)."""
+
+    mixer: ClassVar[Mixer] = "qmix"
+    weighting: ClassVar[Weighting] = "remix"
+    batch_size: int = 128  # ReMIX Table 2
+    buffer_size: int = 10_000  # ReMIX Table 2
+    td_lambda: float = 0.6  # ReMIX Table 2
+    lr: float = 1e-3  # ReMIX Table 2
+    epsilon_start: float = 0.995  # ReMIX Table 2 (ε 0.995 → 0.05; REFERENCE.md)
+    epsilon_anneal_steps: int = 100_000  # ReMIX Table 2
+
+
+def make_mixer(config, n_agents: int):
+    """Q_tot's mixer for `config.mixer` (None for independent learners), from the keys that mixer has."""
+    if config.mixer == "none":
+        return None
+    if config.mixer == "vdn":
+        return VDNMixer()
+    if config.mixer == "qplex":
+        return QPLEXMixer(n_agents, config.hypernet_embed)
+    return QMixer(n_agents, config.mixing_embed, config.hypernet_embed)
+
+
 def _nets(spec, config):
     agents = op.make_agents(spec, config)
-    mixer = make_mixer(config.mixer, spec.n_agents, config.mixing_embed, config.hypernet_embed) \
-        if config.mixer != "none" else None
     central = CentralMixer(config.central_embed) if config.weighting != "none" else None
-    return agents, mixer, central
+    return agents, make_mixer(config, spec.n_agents), central
 
 
 def _mix(mixer, params, qs, state, actions, n_actions, vs):
@@ -140,18 +275,17 @@ def _take(q, actions):
 def loss_fn(params, target_params, batch, key, config, env_steps):
     spec_n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
     agents = op.agents_for(spec_n, batch.obs.shape[-1], n_actions, config)
-    mixer = make_mixer(config.mixer, spec_n, config.mixing_embed, config.hypernet_embed) \
-        if config.mixer != "none" else None
+    mixer = make_mixer(config, spec_n)
     q, q_next = op.unroll_batch(agents, params["agents"], batch)
     _, tq_next = op.unroll_batch(agents, target_params["agents"], batch)
     taken = _take(q, batch.actions)  # [B, T, N]
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
-    # next actions: online greedy (double Q) or target greedy
-    next_actions = op.masked_argmax(jax.lax.stop_gradient(q_next) if config.double_q else tq_next, next_avail)
-    next_values = _take(tq_next, next_actions)  # [B, T, N]
     metrics = {}
 
     if config.weighting == "none":
+        # next actions: online greedy (double Q) or target greedy
+        next_actions = op.masked_argmax(jax.lax.stop_gradient(q_next) if config.double_q else tq_next, next_avail)
+        next_values = _take(tq_next, next_actions)  # [B, T, N]
         if mixer is None:  # IQL: each agent regresses on the team reward
             target = op.batch_lambda_returns(batch, next_values, config)
             loss = jnp.mean((taken - jax.lax.stop_gradient(target)) ** 2)
@@ -191,7 +325,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
                            batch.actions, n_actions, None)
         eps = op.epsilon(config, env_steps)
         pi_taken = _take(op.epsilon_greedy_probs(q, avail, eps), batch.actions)
-        grad = mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
+        grad = (mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
+                if config.remix_mixer_gradient else None)
         w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config)
         hist = jnp.histogram(w, bins=10, range=(config.weight_min, 1.0))[0] / w.size
         metrics.update({f"weight_hist_{i}": hist[i] for i in range(10)})
@@ -220,29 +355,19 @@ def _summary(config, env):
     return {"mixer": config.mixer, "weighting": config.weighting}
 
 
-def _register(name, description, paper, **defaults):
-    types = {f.name: f.type for f in dataclasses.fields(ValueDecompositionConfig)}
-    cls = dataclass(frozen=True)(type(f"{name.replace('-', '_').upper()}Config", (ValueDecompositionConfig,), {
-        "__annotations__": {k: types[k] for k in defaults}, "__module__": __name__,
-        **defaults, "__doc__": f"{description} Defaults: {paper}.",
-    }))
+_ALGOS = (
+    ("iql", IQLConfig, "Independent Q-learning: each agent's Q^n regresses on the team reward", "EPyMARL"),
+    ("vdn", VDNConfig, "VDN: Q_tot = Σ Q^n", "EPyMARL"),
+    ("qmix", QMIXConfig, "QMIX: monotonic hypernetwork mixer", "EPyMARL"),
+    ("ow-qmix", OWQMIXConfig, "Optimistically-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2"),
+    ("cw-qmix", CWQMIXConfig, "Centrally-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2"),
+    ("qplex", QPLEXConfig, "QPLEX: duplex dueling mixer with attention over state and joint action", "EPyMARL"),
+    ("remix", ReMIXConfig, "ReMIX: QMIX with regret-minimising projection weights (Thm 1, eq. 7)",
+     "ReMIX Table 2 (batch 128, replay 10k, TD(λ) 0.6, lr 1e-3, ε over 100k, w_min 0.1)"),
+)
+for _name, _cls, _description, _paper in _ALGOS:
     register_algo(Algorithm(
-        name=name, description=description, config_cls=cls, init=init, act=act, update=update,
-        requires=("discrete",), paper=paper, summary=_summary, initial_carry=initial_carry,
+        name=_name, description=_description, config_cls=_cls, init=init, act=act, update=update,
+        requires=("discrete",), paper=_paper, summary=_summary, initial_carry=initial_carry,
         default_total_steps=200_000,
     ))
-
-
-_register("iql", "Independent Q-learning: each agent's Q^n regresses on the team reward", "EPyMARL", mixer="none")
-_register("vdn", "VDN: Q_tot = Σ Q^n", "EPyMARL", mixer="vdn")
-_register("qmix", "QMIX: monotonic hypernetwork mixer", "EPyMARL", mixer="qmix")
-_register("ow-qmix", "Optimistically-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2",
-          weighting="ow")
-_register("cw-qmix", "Centrally-weighted QMIX (WQMIX) with an unrestricted central Q*", "WQMIX / pymarl2",
-          weighting="cw")
-_register("qplex", "QPLEX: duplex dueling mixer with attention over state and joint action", "EPyMARL",
-          mixer="qplex")
-_register("remix", "ReMIX: QMIX with regret-minimising projection weights (Thm 1, eq. 7)",
-          "ReMIX Table 2 (batch 128, replay 10k, TD(λ) 0.6, lr 1e-3, ε over 100k, w_min 0.1)",
-          weighting="remix", batch_size=128, buffer_size=10_000, td_lambda=0.6, lr=1e-3, epsilon_start=0.995,
-          epsilon_anneal_steps=100_000, recent_buffer_size=64, recent_batch_size=32)

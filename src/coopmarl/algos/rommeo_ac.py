@@ -44,27 +44,19 @@ import jax.numpy as jnp
 
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo
-from coopmarl.algos.ddpg import AnnealedEntropyConfig, check_spec, entropy_weight, split_batch, td_target
+from coopmarl.algos.offpolicy_continuous import (AnnealedEntropyConfig, RecentBatchFields, check_spec, entropy_weight,
+                                                 split_batch, td_target)
 from coopmarl.nets.continuous import GaussianMLP, ValueMLP, opponents, per_agent, to_unit
 from coopmarl.nets.distributions import TanhGaussian
 
 
 @dataclass(frozen=True)
-class ROMMEOConfig(AnnealedEntropyConfig):
+class ROMMEOConfig(RecentBatchFields, AnnealedEntropyConfig):
     """Defaults: the authors' code (REFERENCE.md): 2x100 networks, batch 512, Adam 1e-2 for Q, π, ρ and P,
-    γ 0.95, soft τ 0.01 every step, one gradient step per env step; α_t as below."""
+    γ 0.95, soft τ 0.01 every step, one gradient step per env step; α_t annealed; the prior P fitted on the
+    most recent transitions."""
 
-    opponent_model_own_action: Literal["replay", "policy"] = "replay"  # aⁱ in J_ρ (see the module docstring)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.opponent_model_own_action not in ("policy", "replay"):
-            raise ValueError(f"opponent_model_own_action must be 'policy' or 'replay', got "
-                             f"{self.opponent_model_own_action!r}")
-
-    @property
-    def uses_recent(self) -> bool:  # the prior is fitted on the most recent transitions
-        return True
+    opponent_model_own_action: Literal["replay", "policy"] = "replay"  # aⁱ in J_ρ: eq. (19) (see the module docstring)
 
 
 # ---- networks -------------------------------------------------------------------------------------------

@@ -19,33 +19,87 @@ paper fixes a value (then that paper is cited).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import (Algorithm, epsilon_mix, greedy_probs, last_transition, linear_schedule,
                                  register_algo, sample_actions, state_index)
+from coopmarl.algos.fields import AlgoConfig
+
+
+# ---- config field groups ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TabularLearnerConfig(AlgoConfig):
+    """What every sample-based tabular learner reads. It learns from one transition per update (the newest),
+    so an iteration is one step of one env: `rollout_length` and `n_envs` are fixed at 1 (not keys)."""
+
+    rollout_length: ClassVar[int] = 1
+    n_envs: ClassVar[int] = 1
+    gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.in_unit_interval(self, "gamma")
+
+
+@dataclass(frozen=True)
+class UniformInitFields(AlgoConfig):
+    """Tables initialised uniform[0, q_init): breaks argmax ties at random (the ROMMEO authors' code)."""
+
+    q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' code)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 0.0, "q_init")
+
+
+@dataclass(frozen=True)
+class DecayingRateFields(AlgoConfig):
+    """The learning rate α_t = d / (d + t) (the ROMMEO authors' `step_decay`)."""
+
+    lr_decay_steps: float = 10_000.0  # d in α_t = d / (d + t) (ROMMEO authors' `step_decay`)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.positive(self, "lr_decay_steps")
+
+
+@dataclass(frozen=True)
+class EpsilonFields(AlgoConfig):
+    """Exploration: a uniformly random action with probability ε."""
+
+    epsilon: float = 0.1  # ROMMEO authors' code (`BaseQAgent`), ε = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.in_unit_interval(self, "epsilon")
+
+
+@dataclass(frozen=True)
+class BoltzmannFields(AlgoConfig):
+    """Boltzmann exploration with Kapetanakis & Kudenko's schedule T(t) = exp(-temp_decay · t) · max_temp + 1."""
+
+    max_temp: float = 499.0  # Kapetanakis & Kudenko 2002
+    temp_decay: float = 0.006  # s in Kapetanakis & Kudenko 2002
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 0.0, "max_temp", "temp_decay")
 
 
 # ---- IQL -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class IQLConfig:
+class TabularIQLConfig(EpsilonFields, UniformInitFields, DecayingRateFields, TabularLearnerConfig):
     """Independent Q-learners with the same schedule and initialisation as the other tabular baselines
     (the ROMMEO authors' code): Q ~ U[0, q_init), lr_t = d / (d + t), epsilon-greedy with ε_t = ε · d/(d + t)."""
-
-    gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    lr_decay_steps: float = 10_000.0  # lr_t = d / (d + t)
-    epsilon: float = 0.1
-    q_init: float = 1.0
-    rollout_length: int = 1
-    n_envs: int = 1
-
-    def __post_init__(self):
-        _check_common(self)
 
 
 class IQLState(NamedTuple):
@@ -53,7 +107,7 @@ class IQLState(NamedTuple):
     step: jax.Array
 
 
-def iql_init(key, spec, config: IQLConfig, model=None) -> IQLState:
+def iql_init(key, spec, config: TabularIQLConfig, model=None) -> IQLState:
     return IQLState(_init_table(key, (spec.n_agents, spec.obs_dim, spec.n_actions), config.q_init), jnp.int32(0))
 
 
@@ -61,7 +115,7 @@ def _iql_epsilon(config, step):
     return config.epsilon * hyperbolic_decay(config.lr_decay_steps, step)
 
 
-def iql_act(state: IQLState, obs, avail, key, *, explore: bool, config: IQLConfig):
+def iql_act(state: IQLState, obs, avail, key, *, explore: bool, config: TabularIQLConfig):
     s = state_index(obs)  # [N]
     q = state.q[jnp.arange(obs.shape[0]), s]  # [N, A]
     probs = greedy_probs(jnp.where(avail, q, -jnp.inf))
@@ -70,7 +124,7 @@ def iql_act(state: IQLState, obs, avail, key, *, explore: bool, config: IQLConfi
     return sample_actions(key, probs)
 
 
-def iql_update(state: IQLState, data, key, *, config: IQLConfig):
+def iql_update(state: IQLState, data, key, *, config: TabularIQLConfig):
     tr = last_transition(data)
     agents = jnp.arange(tr.actions.shape[0])
     s, s_next = state_index(tr.obs), state_index(tr.next_obs)
@@ -87,7 +141,7 @@ def iql_policy(state: IQLState, config):
 
 
 IQL = register_algo(Algorithm(
-    name="tabular-iql", description="independent tabular Q-learning, epsilon-greedy", config_cls=IQLConfig,
+    name="tabular-iql", description="independent tabular Q-learning, epsilon-greedy", config_cls=TabularIQLConfig,
     init=iql_init, act=iql_act, update=iql_update, policy=iql_policy, requires=("discrete", "tabular"),
     paper="ROMMEO Fig. 1 baseline (Claus & Boutilier 1998 independent learner)",
 ))
@@ -130,21 +184,6 @@ def _boltzmann_sample(key, values, avail, temperature):
     return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
 
 
-def _check_common(config):
-    if not 0.0 <= config.gamma <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {config.gamma}")
-    if getattr(config, "lr_decay_steps", 1.0) <= 0:
-        raise ValueError(f"lr_decay_steps must be positive, got {config.lr_decay_steps}")
-    if not 0.0 <= getattr(config, "epsilon", 0.0) <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1], got {config.epsilon}")
-    if getattr(config, "max_temp", 0.0) < 0 or getattr(config, "temp_decay", 0.0) < 0:
-        raise ValueError("max_temp and temp_decay must be non-negative")
-    if config.q_init < 0:
-        raise ValueError(f"q_init must be non-negative, got {config.q_init}")
-    if config.rollout_length != 1 or config.n_envs != 1:
-        raise ValueError("tabular baselines learn from one transition per update: rollout_length = n_envs = 1")
-
-
 def _joint_action_table(n_agents: int, n_actions: int) -> np.ndarray:
     """All joint actions [J, N] in the flat order of `TabularGame` (agent 0 most significant)."""
     grids = np.meshgrid(*[np.arange(n_actions)] * n_agents, indexing="ij")
@@ -160,33 +199,18 @@ def _joint_index(actions: jax.Array, n_actions: int) -> jax.Array:
 # ---- JAL -------------------------------------------------------------------------------------------
 
 
-_JAL_EXPLORATION = ("epsilon", "boltzmann")
-
-
 @dataclass(frozen=True)
-class JALConfig:
+class JALConfig(BoltzmannFields, EpsilonFields, UniformInitFields, DecayingRateFields, TabularLearnerConfig):
     """Joint-action learner (Claus & Boutilier 1998).
 
     exploration="epsilon" (default): epsilon-greedy on EV with ε_t = ε · d / (d + t), as the ROMMEO
     authors' `JALAgent` — the JAL that ROMMEO Fig. 1 compares against. exploration="boltzmann":
     Boltzmann on EV (the exploration Claus & Boutilier use) with Kapetanakis & Kudenko's schedule
-    T(t) = exp(-temp_decay · t) · max_temp + 1. Beliefs are C&B's empirical frequencies over the
-    whole history (the authors' code uses the last 50 transitions instead)."""
+    T(t) = exp(-temp_decay · t) · max_temp + 1 (`max_temp`, `temp_decay`). Beliefs are C&B's empirical
+    frequencies over the whole history (the authors' code uses the last 50 transitions instead)."""
 
-    gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    lr_decay_steps: float = 10_000.0  # α_t = d / (d + t) (ROMMEO authors' `step_decay`)
-    exploration: str = "epsilon"  # "epsilon" | "boltzmann"
-    epsilon: float = 0.1  # ε_t = ε · d / (d + t) (ROMMEO authors' `JALAgent`: episilon_init · step_decay)
-    max_temp: float = 499.0  # boltzmann only: Kapetanakis & Kudenko 2002
-    temp_decay: float = 0.006  # boltzmann only: s in Kapetanakis & Kudenko 2002
-    q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' code)
-    rollout_length: int = 1
-    n_envs: int = 1
-
-    def __post_init__(self):
-        if self.exploration not in _JAL_EXPLORATION:
-            raise ValueError(f"exploration must be one of {', '.join(_JAL_EXPLORATION)}; got {self.exploration!r}")
-        _check_common(self)
+    exploration: Literal["epsilon", "boltzmann"] = "epsilon"  # ROMMEO authors' `JALAgent`; see the docstring
+    epsilon: float = 0.1  # exploration="epsilon": ε_t = ε · d / (d + t) (ROMMEO authors' `JALAgent`)
 
 
 class JALState(NamedTuple):
@@ -290,7 +314,7 @@ JAL = register_algo(Algorithm(
 
 
 @dataclass(frozen=True)
-class FMQConfig:
+class FMQConfig(BoltzmannFields, UniformInitFields, TabularLearnerConfig):
     """Frequency maximum Q (Kapetanakis & Kudenko 2002): each agent acts Boltzmann on
     EV(s, a) = Q(s, a) + c · freq(maxR(s, a)) · maxR(s, a) with T(t) = exp(-temp_decay · t) · max_temp + 1,
     and is evaluated greedy on EV. Q is learnt by Q-learning with γ (the original is stateless, γ-free);
@@ -298,17 +322,10 @@ class FMQConfig:
 
     c: float = 10.0  # heuristic weight; "FMQc10" in ROMMEO Fig. 1, c = 10 in Kapetanakis & Kudenko 2002
     lr: float = 0.9  # Kapetanakis & Kudenko 2002 (λ = 0.9; also the ROMMEO authors' FMQAgent at episode end)
-    gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    max_temp: float = 499.0  # Kapetanakis & Kudenko 2002
-    temp_decay: float = 0.006  # s in Kapetanakis & Kudenko 2002
-    q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' FMQAgent)
-    rollout_length: int = 1
-    n_envs: int = 1
 
     def __post_init__(self):
-        if not 0.0 < self.lr <= 1.0:
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
-        _check_common(self)
+        super().__post_init__()
+        fields.in_unit_interval(self, "lr", open_low=True)
 
 
 class FMQState(NamedTuple):
@@ -382,7 +399,7 @@ FMQ = register_algo(Algorithm(
 
 
 @dataclass(frozen=True)
-class WoLFPHCConfig:
+class WoLFPHCConfig(EpsilonFields, UniformInitFields, DecayingRateFields, TabularLearnerConfig):
     """WoLF policy hill climbing (Bowling & Veloso 2002, Table 1). The policy steps δ_w < δ_l decay with
     the learning rate's schedule d / (d + t); exploration is a constant epsilon on top of π.
 
@@ -391,19 +408,14 @@ class WoLFPHCConfig:
     learners (`maci`, whose code has no WoLF agent of its own) are built on. Bowling & Veloso only
     require δ_l > δ_w (their experiments decay both as 1 / (c + t))."""
 
-    gamma: float = 0.95  # ROMMEO authors' code, γ for the tabular learners
-    lr_decay_steps: float = 10_000.0  # α_t = d / (d + t) (ROMMEO authors' `step_decay`; A. Bai's `alpha`)
     delta_win: float = 0.01  # δ_w,t = δ_w · α_t (A. Bai's WoLFAgent)
     delta_lose: float = 0.04  # δ_l,t = δ_l · α_t (A. Bai's WoLFAgent)
-    epsilon: float = 0.1  # constant, ROMMEO authors' BaseQAgent default
-    q_init: float = 1.0  # Q ~ uniform[0, q_init) (ROMMEO authors' code); π starts uniform (B&V)
-    rollout_length: int = 1
-    n_envs: int = 1
+    epsilon: float = 0.1  # constant, on top of π (ROMMEO authors' BaseQAgent default)
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 < self.delta_win < self.delta_lose:
             raise ValueError(f"WoLF needs 0 < delta_win < delta_lose, got {self.delta_win}, {self.delta_lose}")
-        _check_common(self)
 
 
 class WoLFPHCState(NamedTuple):

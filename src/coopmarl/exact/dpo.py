@@ -53,13 +53,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import Algorithm, register_algo, sample_actions, state_index
+from coopmarl.algos.fields import AlgoConfig
 from coopmarl.envs.tabular import TabularGame
 from coopmarl.exact.solve import evaluate
 
@@ -67,37 +69,35 @@ _LETTERS = "abcdefghijklmnopqrtuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # no "s": that
 
 
 @dataclass(frozen=True)
-class DPOExactConfig:
+class DPOExactConfig(AlgoConfig):
+    """DPO's exact iteration (eq. 18); `C` from DPO App. C, the rest are choices of this implementation
+    (see the module docstring)."""
+
     C: float = 10.0  # DPO App. C: "We choose C = 10 in all the experiments"
-    init: str = "uniform"  # "uniform" | "random" (Dirichlet(init_concentration) per agent and state)
-    init_concentration: float = 1.0
-    horizon: int | None | str = "game"  # "game": the game's H (first-stage Q); None: infinite discounted
+    init: Literal["uniform", "random"] = "uniform"  # π_0: uniform, or Dirichlet(init_concentration) per agent and state
+    init_concentration: float = 1.0  # init="random": the Dirichlet's concentration (a flat Dirichlet)
+    horizon: int | Literal["game"] | None = "game"  # "game": the game's H (first-stage Q); None: infinite discounted
     discount: float | None = None  # None: the game's discount
-    m_hat: float | None = None  # override M_hat (then Theorem 3.4's guarantee no longer applies)
+    m_hat: float | None = None  # override M_hat (then Theorem 3.4's guarantee no longer applies); None: eq. (12)
     # "paper": sqrt((N-1)/N * 2 r_max * H_eff) as eq. (12) prints it. "derived": sqrt((N-1)/N) * 2 r_max * H_eff,
     # the constant the proof of Theorem 3.3 (eqs. 13-16, M_tilde = 2 r_max/(1-gamma)) actually yields.
-    m_hat_form: str = "paper"
-    n_grid: int = 401  # grid points on logit(sigma) in [grid_lo, grid_hi]
-    grid_lo: float = -20.0
-    grid_hi: float = 30.0
-    n_refine: int = 33  # points per refinement round (around the best point, +- one grid step)
-    refine_rounds: int = 2
+    m_hat_form: Literal["paper", "derived"] = "paper"  # m_hat=None: "paper" = DPO eq. (12) as printed; see above
+    n_grid: int = 401  # grid points on logit(sigma) in [grid_lo, grid_hi] (ours: the per-state argmax's search)
+    grid_lo: float = -20.0  # the search grid's lower end (ours)
+    grid_hi: float = 30.0  # the search grid's upper end (ours)
+    n_refine: int = 33  # points per refinement round (around the best point, +- one grid step; ours)
+    refine_rounds: int = 2  # refinement rounds (ours)
 
     def __post_init__(self):
+        super().__post_init__()
         h = self.horizon
         positive_int = isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
         if h != "game" and h is not None and not positive_int:
             raise ValueError(f"horizon must be 'game', None or a positive int, got {self.horizon!r}")
-        if self.m_hat_form not in ("paper", "derived"):
-            raise ValueError(f"m_hat_form must be 'paper' or 'derived', got {self.m_hat_form!r}")
-        if self.init not in ("uniform", "random"):
-            raise ValueError(f"init must be 'uniform' or 'random', got {self.init!r}")
-        if self.C < 0:
-            raise ValueError(f"C must be >= 0, got {self.C}")
+        fields.at_least(self, 0.0, "C")
         if self.m_hat is not None and self.m_hat < 0:
             raise ValueError(f"m_hat must be >= 0, got {self.m_hat}")
-        if self.init_concentration <= 0:
-            raise ValueError(f"init_concentration must be > 0, got {self.init_concentration}")
+        fields.positive(self, "init_concentration")
         if self.discount is not None and not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"discount must be in [0, 1], got {self.discount}")
         if self.n_grid < 3 or self.n_refine < 3 or self.refine_rounds < 0 or not self.grid_lo < self.grid_hi:

@@ -16,13 +16,15 @@ converges when β > 2(N−1)α/(1−γ); every run reports whether that holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.fields import AlgoConfig
 
 
 def _others_log_weights(log_zeta: jax.Array, n: int) -> jax.Array:
@@ -89,45 +91,36 @@ def theorem3_condition(n_agents: int, alpha: float, beta: float, gamma: float) -
 
 
 @dataclass(frozen=True)
-class MAOSQLConfig:
-    # MAOSQL §4 / REFERENCE.md: matrix & tensor games α = 50, β = 10, ε = 0.05; γ as EPyMARL (0.99).
-    entropy_alpha: float = 50.0
-    optimism_beta: float = 10.0
-    zeta_epsilon: float = 0.05
-    gamma: float = 0.99
-    init: str = "random"  # "random": Q_0 ~ U[0, 1/(1-γ)] (Alg. 1-2 "Initialize"); "zeros"
+class MAOSConfig(AlgoConfig):
+    """What both planners read. MAOSQL §4 / REFERENCE.md: matrix & tensor games α = 50, β = 10; γ as EPyMARL."""
+
+    entropy_alpha: float = 50.0  # α: MAOSQL §4 (matrix & tensor games; REFERENCE.md)
+    optimism_beta: float = 10.0  # β: MAOSQL §4 (matrix & tensor games; REFERENCE.md)
+    gamma: float = 0.99  # as EPyMARL, MAOSQL's code base (REFERENCE.md)
+    init: Literal["random", "zeros"] = "random"  # "random": Q_0 ~ U[0, 1/(1-γ)] (Alg. 1-2 "Initialize"); "zeros"
 
     def __post_init__(self):
-        _check(self)
+        super().__post_init__()
+        fields.in_unit_interval(self, "gamma", open_low=True, open_high=True)
+        fields.positive(self, "entropy_alpha", "optimism_beta")
 
 
 @dataclass(frozen=True)
-class MAOSVIConfig:
-    entropy_alpha: float = 50.0
-    optimism_beta: float = 10.0
-    gamma: float = 0.99
-    zeta: str = "uniform"  # the fixed ζ: "uniform" or "random" (a positive random product policy per seed)
-    init: str = "random"
+class MAOSQLConfig(MAOSConfig):
+    """MAOSQL (Alg. 2): ζ is the ε-decentralised softmax."""
+
+    zeta_epsilon: float = 0.05  # ε of ζ̂ = ε/|A| + (1−ε) π̂: MAOSQL §4 (matrix & tensor games; REFERENCE.md)
 
     def __post_init__(self):
-        _check(self)
+        super().__post_init__()
+        fields.in_unit_interval(self, "zeta_epsilon", open_low=True)
 
 
-_ZETAS = ("uniform", "random")
-_INITS = ("random", "zeros")
+@dataclass(frozen=True)
+class MAOSVIConfig(MAOSConfig):
+    """MAOSVI (Alg. 1): ζ is fixed."""
 
-
-def _check(config):
-    if config.init not in _INITS:
-        raise ValueError(f"init must be one of {', '.join(_INITS)}; got {config.init!r}")
-    if getattr(config, "zeta", "uniform") not in _ZETAS:
-        raise ValueError(f"zeta must be one of {', '.join(_ZETAS)}; got {config.zeta!r}")
-    if not (0.0 < config.gamma < 1.0):
-        raise ValueError(f"gamma must be in (0, 1), got {config.gamma}")
-    if config.entropy_alpha <= 0 or config.optimism_beta <= 0:
-        raise ValueError("entropy_alpha and optimism_beta must be positive")
-    if hasattr(config, "zeta_epsilon") and not (0.0 < config.zeta_epsilon <= 1.0):
-        raise ValueError(f"zeta_epsilon must be in (0, 1], got {config.zeta_epsilon}")
+    zeta: Literal["uniform", "random"] = "uniform"  # the fixed ζ: uniform, or a positive random product policy per seed
 
 
 def _init_table(key, shape, config):

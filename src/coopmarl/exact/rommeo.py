@@ -23,35 +23,39 @@ The runner feeds one transition per update (the newest), as the authors' tabular
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from coopmarl.algos import fields
 from coopmarl.algos.base import (Algorithm, epsilon_mix, last_transition, register_algo, sample_actions,
                                  state_index)
+from coopmarl.exact.baselines import DecayingRateFields, EpsilonFields, TabularLearnerConfig, hyperbolic_decay
 
-OPPONENT_MODELS = ("rommeo", "empirical")
+OpponentModel = Literal["rommeo", "empirical"]
 
 
 @dataclass(frozen=True)
-class ROMMEOQConfig:
-    opponent_model: str = "rommeo"  # "rommeo": rho from eq. (11); "empirical": rho = P (ROMMEO-Q-EMP)
+class ROMMEOQConfig(EpsilonFields, DecayingRateFields, TabularLearnerConfig):
+    """ROMMEO-Q (ROMMEO §3.1, App. A Alg. 1); defaults: the authors' code (REFERENCE.md). `opponent_model`
+    is fixed by the algorithm: "rommeo" = ρ from eq. (11); "empirical" = ρ = P (ROMMEO-Q-EMP)."""
+
+    opponent_model: ClassVar[OpponentModel] = "rommeo"
     entropy_alpha: float = 1.0  # alpha, the entropy weight; the paper's objective is alpha = 1 (§3.1)
-    gamma: float = 0.95  # authors' code (REFERENCE.md)
-    lr_decay: float = 10_000.0  # lr_t = lr_decay / (lr_decay + t), authors' code
-    epsilon: float = 0.1  # exploration: uniform action with prob. epsilon, authors' code
     prior_window: int = 50  # P = opponents' empirical frequency over the last 50 transitions, authors' code
-    rollout_length: int = 1
-    n_envs: int = 1
 
     def __post_init__(self):
-        _check(self)
+        super().__post_init__()
+        fields.positive(self, "entropy_alpha")
+        fields.at_least(self, 1, "prior_window")
 
 
 @dataclass(frozen=True)
 class ROMMEOQEmpConfig(ROMMEOQConfig):
-    opponent_model: str = "empirical"
+    """ROMMEO-Q-EMP (ROMMEO Fig. 1 ablation): ROMMEO-Q with ρ replaced by the empirical frequency P."""
+
+    opponent_model: ClassVar[OpponentModel] = "empirical"
 
 
 class ROMMEOQState(NamedTuple):
@@ -121,15 +125,6 @@ def one_sample_value(key, q_s, log_p, alpha, empirical: bool = False):
 # ---- the algorithm --------------------------------------------------------------------------------
 
 
-def _check(config):
-    if config.opponent_model not in OPPONENT_MODELS:
-        raise ValueError(f"opponent_model must be one of {', '.join(OPPONENT_MODELS)}; got {config.opponent_model!r}")
-    if config.entropy_alpha <= 0 or config.prior_window < 1:
-        raise ValueError("ROMMEO-Q needs entropy_alpha > 0 and prior_window >= 1")
-    if config.rollout_length != 1 or config.n_envs != 1:
-        raise ValueError("ROMMEO-Q updates on the newest transition: rollout_length and n_envs must be 1")
-
-
 def rommeo_init(key, spec, config: ROMMEOQConfig, model=None) -> ROMMEOQState:
     n, s, a = spec.n_agents, spec.obs_dim, spec.n_actions
     q = jax.random.uniform(key, (n, s, a, a ** (n - 1)))  # Q ~ U[0, 1), authors' code
@@ -173,7 +168,7 @@ def rommeo_update(state: ROMMEOQState, data, key, *, config: ROMMEOQConfig):
     agents = jnp.arange(n)
     o = jax.vmap(lambda i: others_index(actions, i, a_n))(agents)
     td = y - state.q[agents, s, actions, o]
-    lr = config.lr_decay / (config.lr_decay + state.step.astype(jnp.float32))
+    lr = hyperbolic_decay(config.lr_decay_steps, state.step)
     q = state.q.at[agents, s, actions, o].add(lr * td)
     metrics = {"td_error": jnp.mean(jnp.abs(td)), "lr": lr, "v_bar": jnp.mean(v_bar)}
     return state._replace(q=q, step=state.step + 1), metrics

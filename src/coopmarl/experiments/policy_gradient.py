@@ -36,7 +36,7 @@ KL_TARGET = {"stochastic-game": 0.1, "mpe": 0.01, "mabrax": 0.001, "smax": 0.02}
 
 # IQL as the paper runs it beside DPO: individual (unshared) parameters, 128 hidden units, lr 5e-4 (App. B);
 # an MLP agent instead of PyMARL's RNN; no agent id (nothing is shared)
-IQL = {"agent": "mlp", "hidden": 128, "share_parameters": False, "agent_id": False, "lr": 5e-4}
+IQL = {"agent": "mlp", "hidden_sizes": 128, "share_parameters": False, "agent_id": False, "lr": 5e-4}
 
 ALGO_LABELS = {"dpo": "DPO", "ippo": "IPPO", "ippo-kl": "IPPO-KL", "dpo-no-kl": "DPO w/o kl",
                "dpo-no-sqrt": "DPO w/o sqrt", "iql": "IQL"}
@@ -60,11 +60,17 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _algo_overrides(algo: str, family: str, steps: int, n_envs: int) -> dict:
-    """The per-algorithm settings of one environment family (`KL_TARGET`'s keys)."""
+    """The per-algorithm settings of one environment family (`KL_TARGET`'s keys); d_target only for the
+    algorithms with a KL term (IPPO has no `kl_target` key)."""
+    import dataclasses
+
+    from coopmarl.algos.base import get_algo
+
     if algo == "iql":
         # ε annealed over half the run at most (PyMARL anneals over 50k steps)
         return {**IQL, "epsilon_anneal_steps": max(1, min(50_000, steps // 2))}
-    return {"kl_target": KL_TARGET[family], "n_envs": n_envs}
+    keys = {f.name for f in dataclasses.fields(get_algo(algo).config_cls)}
+    return {"n_envs": n_envs, **({"kl_target": KL_TARGET[family]} if "kl_target" in keys else {})}
 
 
 BETA_INIT = {"beta_init": (0.01, "initial β√ and β_KL of DPO and its variants (paper App. B: 0.01; the authors' "

@@ -95,14 +95,3 @@ class CentralMixer(nn.Module):
         h = nn.relu(nn.Dense(self.embed)(h))
         h = nn.relu(nn.Dense(self.embed)(h))
         return nn.Dense(1)(h)[0] + nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])(state)[0]
-
-
-def make_mixer(name: str, n_agents: int, embed: int, hypernet_embed: int):
-    """The monotonic mixer of a value-decomposition method ('none' = independent learners)."""
-    if name == "vdn":
-        return VDNMixer()
-    if name == "qmix":
-        return QMixer(n_agents, embed, hypernet_embed)
-    if name == "qplex":
-        return QPLEXMixer(n_agents, hypernet_embed)
-    raise ValueError(f"unknown mixer {name!r}")

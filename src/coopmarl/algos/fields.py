@@ -1,0 +1,124 @@
+"""The root of every algorithm config, and the checks the configs' `__post_init__`s share.
+
+An algorithm's config is a frozen dataclass assembled from small field groups — a family's base plus
+mixins such as PPO's clip fields or ReMIX's weight fields — that all derive from `AlgoConfig`. Each group
+checks its own fields in `__post_init__` after calling `super().__post_init__()`, so a config built from
+several groups runs every group's checks exactly once. `AlgoConfig` itself refuses what no algorithm
+accepts: a non-finite number (nan, inf) and a value outside a `Literal`'s choices.
+
+A choice that *defines* an algorithm (PPO's `loss`, QMIX's `mixer`, DDPG's `critic_inputs`) is a
+`typing.ClassVar` of the algorithm's class, not a key: the code reads it as `config.loss` like any key,
+but no override can change it (`coopmarl list algos NAME` shows it as fixed).
+
+Every key's default carries a trailing comment citing its source; `coopmarl list algos NAME` prints it.
+A check raises `ValueError` naming the key; `coopmarl.config.resolve` turns it into a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@functools.cache
+def field_types(cls) -> dict[str, Any]:
+    """{key: declared type} of a config class's fields (its keys), in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+@functools.cache
+def fixed_choices(cls) -> dict[str, Any]:
+    """{name: value} of the `ClassVar`s a config class fixes (e.g. {'loss': 'clip'}): not keys."""
+    hints = typing.get_type_hints(cls)
+    return {name: getattr(cls, name) for name, typ in hints.items()
+            if typing.get_origin(typ) is typing.ClassVar and hasattr(cls, name)}
+
+
+def literal_choices(typ) -> tuple:
+    """The choices of a `Literal[...]` type (also inside `X | Literal[...] | None`); () if none."""
+    members = typing.get_args(typ) if _is_union(typ) else (typ,)
+    return tuple(c for m in members if typing.get_origin(m) is Literal for c in typing.get_args(m))
+
+
+def _is_union(typ) -> bool:
+    return typing.get_origin(typ) in (typing.Union, types.UnionType)
+
+
+def _matches_other_member(value, typ) -> bool:
+    """True if `value` fits a non-Literal member of a union type (then its Literal part does not apply)."""
+    if not _is_union(typ):
+        return False
+    for m in typing.get_args(typ):
+        if m is type(None) and value is None:
+            return True
+        if m is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if m is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+    return False
+
+
+def check_value(name: str, value, typ) -> None:
+    """The checks every key gets: finite numbers (also inside tuples), a Literal's value among its choices."""
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    choices = literal_choices(typ)
+    if choices and value not in choices and not _matches_other_member(value, typ):
+        others = [getattr(m, "__name__", str(m)).replace("NoneType", "None") for m in typing.get_args(typ)
+                  if typing.get_origin(m) is not Literal] if _is_union(typ) else []
+        also = f", or of type {' or '.join(others)}" if others else ""
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}{also}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """The root of every algorithm config: no keys of its own; refuses nan/inf and out-of-choice values."""
+
+    def __post_init__(self):
+        for name, typ in field_types(type(self)).items():
+            check_value(name, getattr(self, name), typ)
+
+
+# ---- range checks (each names the key) ------------------------------------------------------------------
+
+
+def at_least(config, minimum, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def positive(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def in_unit_interval(config, *names: str, open_low: bool = False, open_high: bool = False) -> None:
+    """Each key in [0, 1] ((0, …] / […, 1) when open at that end)."""
+    for name in names:
+        value = getattr(config, name)
+        low_ok = value > 0.0 if open_low else value >= 0.0
+        high_ok = value < 1.0 if open_high else value <= 1.0
+        if not (low_ok and high_ok):
+            interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
+            raise ValueError(f"{name} must be in {interval}, got {value}")
+
+
+def layer_widths(config, name: str = "hidden_sizes", exactly: int | None = None, why: str = "") -> None:
+    """A tuple of positive layer widths (optionally exactly `exactly` of them)."""
+    widths = getattr(config, name)
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{name} must be one or more positive layer widths, got {widths}")
+    if exactly is not None and len(widths) != exactly:
+        raise ValueError(f"{name} must hold exactly {exactly} width{'s' if exactly != 1 else ''}{why}, got {widths}")
