@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from coopmarl.algos.base import list_algos
 from coopmarl.cli import main
 from coopmarl.config import check_compatible, resolve
-from coopmarl.envs.registry import list_envs
+from coopmarl.envs.registry import env_entry, list_envs
 from coopmarl.errors import ConfigError
 from coopmarl.outputs import evaluate, resolve_run
 
@@ -100,6 +100,12 @@ def _compatible(env_name: str, tags, spec) -> list[str]:
 def _round_trip(tmp_path, algo: str, env_name: str, env_values: dict):
     overrides = {f"env.{k}": v for k, v in env_values.items()}
     first = resolve(algo, env_name, overrides, n_seeds=2, seed=3)
+    written = first.as_dict()["env"]
+    entry = env_entry(env_name)
+    missing = [p.name for p in entry.params if p.name not in written]
+    assert not missing, f"{env_name}: accepted parameters not written to config.yaml: {missing}"
+    for k, v in env_values.items():  # the values given, as resolved
+        assert written[k] == v, f"{env_name}: env.{k}={v!r} was written as {written[k]!r}"
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(first.as_dict(), sort_keys=False))
