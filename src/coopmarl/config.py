@@ -107,11 +107,10 @@ def _drop_fixed(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
             if k in fixed_choices(a.config_cls):
                 by_value.setdefault(fixed_choices(a.config_cls)[k], []).append(a.name)
         match = next((names for value, names in by_value.items() if _same_value(v, value)), None)
-        owners = [a.name for a in list_algos() if k in config_fields(a.config_cls)]
         if match:
             hint = f"for {k}={v} use {' or '.join(match)}"
-        elif owners:
-            hint = f"{k!r} is a key of {', '.join(owners)}"
+        elif _owners(k):
+            hint = _owners(k).strip(" ()")
         else:
             hint = f"algorithms by {k}: " + "; ".join(f"{value} -> {', '.join(names)}" for value, names in by_value.items())
         raise ConfigError(f"{k!r} is fixed by {what} ({k}={fixed[k]!r}), not a key; {hint}")

@@ -21,6 +21,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from coopmarl.algos.base import get_algo
+from coopmarl.config import config_fields
 from coopmarl.errors import ConfigError
 from coopmarl.evaluation import evaluate_states
 from coopmarl.experiments import Report, choose, markdown_table, register_experiment
@@ -62,14 +64,10 @@ def _names(text: str) -> tuple[str, ...]:
 def _algo_overrides(algo: str, family: str, steps: int, n_envs: int) -> dict:
     """The per-algorithm settings of one environment family (`KL_TARGET`'s keys); d_target only for the
     algorithms with a KL term (IPPO has no `kl_target` key)."""
-    import dataclasses
-
-    from coopmarl.algos.base import get_algo
-
     if algo == "iql":
         # ε annealed over half the run at most (PyMARL anneals over 50k steps)
         return {**IQL, "epsilon_anneal_steps": max(1, min(50_000, steps // 2))}
-    keys = {f.name for f in dataclasses.fields(get_algo(algo).config_cls)}
+    keys = config_fields(get_algo(algo).config_cls)
     return {"n_envs": n_envs, **({"kl_target": KL_TARGET[family]} if "kl_target" in keys else {})}
 
 
