@@ -173,8 +173,8 @@ def test_choices_that_define_the_algorithm_are_fixed():
     ("ippo", "actor_lr=inf", "actor_lr must be a finite number"),
     ("maddpg", "noise_levels=0.5,nan,0.1,0.1", "noise_levels must be a finite number"),
     ("dpo-exact", "m_hat=-inf", "m_hat must be a finite number"),
-    ("qmix", "gamma=1.5", r"gamma must be in \[0, 1\], got 1.5"),
-    ("ippo", "n_epochs=0", "n_epochs must be >= 1"),
+    ("qmix", "gamma=1.5", r"gamma must be a finite number in \[0, 1\], got 1.5"),
+    ("ippo", "n_epochs=0", "n_epochs must be an integer >= 1, got 0"),
     ("qmix", "hidden_sizes=64,64", "hidden_sizes must hold exactly 1 width"),
     ("ippo", "hidden_sizes=0", "hidden_sizes must be one or more positive layer widths"),
 ])

@@ -7,8 +7,8 @@ write never leaves a partial checkpoint.
 """
 
 import json
-import os
 import shutil
+import time
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +22,13 @@ from coopmarl.cli import main
 from coopmarl.config import ConfigError, resolve
 from coopmarl.checkpoints import state_leaves
 from coopmarl.evaluation import greedy_policy, make_evaluator
-from coopmarl.outputs import RunWriter, checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
+from coopmarl.outputs import RunWriter, list_checkpoints, load_checkpoint
 from coopmarl.render import run_frames
-from coopmarl.runner import train
+from coopmarl.training import train_run
 
 TINY = {  # seconds-long runs: a couple of iterations of small networks
     "qmix": ["agent=mlp", "total_steps=40", "log_points=2", "batch_size=2", "buffer_size=8", "n_envs=2",
-             "eval_episodes=2", "checkpoint_every=1"],
+             "eval_episodes=2", "checkpoint_every=1", "save_buffers=false"],
     "ippo": ["total_steps=100", "log_points=2", "hidden_sizes=16,16", "n_epochs=2", "n_envs=2", "eval_episodes=2",
              "env.n_agents=2", "checkpoint_every=1"],
 }
@@ -37,11 +37,7 @@ TINY = {  # seconds-long runs: a couple of iterations of small networks
 def _train_into(run_dir, algo, env, overrides, n_seeds=2):
     """What `coopmarl train` does, keeping the result to compare against."""
     resolved = resolve(algo, env, overrides, n_seeds=n_seeds)
-    seeds = list(range(resolved.run.seed, resolved.run.seed + n_seeds))
-    writer = RunWriter(run_dir, resolved.as_dict(), seeds)
-    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, on_chunk=writer.on_chunk,
-                   on_checkpoint=writer.on_checkpoint, progress=False)
-    writer.finish(result, plot=False)
+    result, _ = train_run(algo, env, out=run_dir, progress=False, resolved=resolved)
     return resolved, result
 
 
@@ -95,29 +91,35 @@ def test_round_trip_gives_identical_params_and_greedy_returns(request, run):
         np.testing.assert_array_equal(np.float32(report["metrics"][k]["per_seed"]), before[k], err_msg=k)
 
 
-def test_replay_buffers_are_left_out_unless_asked(qmix_run, tmp_path):
-    run_dir, resolved, result = qmix_run
+def _size(path):
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_replay_buffers_are_saved_when_asked(qmix_run, tmp_path):
+    run_dir, resolved, result = qmix_run  # save_buffers=false
     _, state = load_checkpoint(run_dir)
     buffer = state.buffer  # comes back freshly initialised: empty
     assert not np.asarray(buffer.is_full).any() and not np.asarray(buffer.current_index).any()
     assert np.asarray(result.train_state.buffer.current_index).any()  # the trained one held windows
-    shutil.copy(run_dir / "config.yaml", tmp_path / "config.yaml")
-    save_checkpoint(tmp_path, result.train_state, step=int(result.steps[-1]), seeds=result.seeds, save_buffers=True)
-    assert checkpoint_path(tmp_path).stat().st_size > checkpoint_path(run_dir).stat().st_size
-    _, full = load_checkpoint(tmp_path)
-    _assert_same_state(full, result.train_state, with_buffers=True)
+    overrides = [o for o in TINY["qmix"] if not o.startswith("save_buffers")]  # default: small buffers are saved
+    _, full_result = _train_into(tmp_path / "full", "qmix", "ro-matrix", overrides)
+    assert _size(tmp_path / "full" / "checkpoints") > _size(run_dir / "checkpoints")
+    _, full = load_checkpoint(tmp_path / "full")
+    _assert_same_state(full, full_result.train_state, with_buffers=True)
+    _assert_same_state(full, result.train_state)  # the buffers do not change training
 
 
 def test_intermediate_checkpoints(ippo_run, maosql_run):
     run_dir, resolved, result = ippo_run
     steps = list_checkpoints(run_dir)
-    assert steps == [int(result.steps[0])]  # log_points=2: one before the final state
+    assert steps == [int(result.steps[0]), int(result.steps[1])]  # log_points=2: one before the final state
     _, early = load_checkpoint(run_dir, step=steps[0])
     _, final = load_checkpoint(run_dir)
+    _assert_same_state(final, result.train_state)
     leaf = lambda s: np.asarray(jax.tree.leaves(s.actor_params)[1])  # noqa: E731
     assert not np.array_equal(leaf(early), leaf(final))
-    summary = json.loads((maosql_run / "summary.json").read_text())
-    assert len(list_checkpoints(maosql_run)) == 3 and summary["final_step"] not in list_checkpoints(maosql_run)
+    summary = json.loads((maosql_run / "summary.json").read_text())  # 4 points, keep_checkpoints=3: the newest 3
+    assert list_checkpoints(maosql_run) == [20, 30, 40] and summary["final_step"] == 40
 
 
 def test_eval_cli_prints_every_seed_and_writes_eval_json(ippo_run, capsys):
@@ -162,12 +164,14 @@ def test_render_run_draws_the_trained_policy(ippo_run, tmp_path, capsys):
 
 def test_render_run_carries_a_recurrent_agents_memory(tmp_path):
     """A GRU agent's carry threads through the episode (`policy_step`); an untrained state is enough."""
-    resolved = resolve("qmix", "mpe:spread", ["env.n_agents=2", "buffer_size=4", "batch_size=2", "hidden_sizes=8"])
+    resolved = resolve("qmix", "mpe:spread", ["env.n_agents=2", "buffer_size=4", "batch_size=2", "hidden_sizes=8",
+                                               "n_envs=2"])
     assert resolved.algo.initial_carry is not None
-    RunWriter(tmp_path, resolved.as_dict(), [0]).tb.close()
+    writer = RunWriter(tmp_path, resolved.as_dict(), [0])
     state = jax.vmap(lambda k: resolved.algo.init(k, resolved.env.spec, resolved.config, None))(
         jax.random.PRNGKey(0)[None])
-    save_checkpoint(tmp_path, state, step=0, seeds=[0])
+    writer.save(state, step=0, chunk=0)
+    writer.tb.close()
     frames = run_frames(tmp_path, max_steps=5)
     assert len(frames) == 6
     one = jax.tree.map(lambda x: x[0], state)
@@ -189,12 +193,10 @@ def test_clear_errors(qmix_run, maosql_run, tmp_path, capsys):
     run_dir, _, _ = qmix_run
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare)
-    os.remove(bare / "checkpoint.msgpack")
     shutil.rmtree(bare / "checkpoints")
     for cmd in (["eval", str(bare)], ["render", "--run", str(bare), "--out", str(tmp_path / "x.gif")]):
-        err = _one_error(capsys, *cmd)
-        assert "has no final checkpoint (checkpoint.msgpack)" in err and "no intermediate checkpoints" in err
-    with pytest.raises(ConfigError, match="has no final checkpoint"):
+        assert "has no checkpoint: the run was interrupted before its first checkpoint" in _one_error(capsys, *cmd)
+    with pytest.raises(ConfigError, match="has no checkpoint"):
         load_checkpoint(bare)
     err = _one_error(capsys, "render", "--run", str(run_dir), "--out", str(tmp_path / "x.gif"))
     assert "environment 'ro-matrix' cannot be rendered" in err and "mpe:spread" in err
@@ -204,22 +206,52 @@ def test_clear_errors(qmix_run, maosql_run, tmp_path, capsys):
     assert "not both" in _one_error(capsys, "render", "mpe:spread", "--run", str(run_dir), "--out", "x.gif")
     assert "--out must name a .gif" in _one_error(capsys, "render", "--run", str(run_dir), "--out", "x.png")
     err = _one_error(capsys, "eval", str(run_dir), "--step", "7")
-    assert "has no checkpoint at step 7 (checkpoints/step_7.msgpack)" in err and "(--step): 20" in err
+    assert "has no checkpoint at step 7; its checkpoints (--step): 20, 40" in err
     assert "episodes must be >= 1" in _one_error(capsys, "eval", str(run_dir), "--episodes", "0")
-    broken = tmp_path / "broken"
-    shutil.copytree(run_dir, broken)
-    data = (broken / "checkpoint.msgpack").read_bytes()
-    (broken / "checkpoint.msgpack").write_bytes(data[: len(data) // 2])
-    assert "cannot read checkpoint" in _one_error(capsys, "eval", str(broken))
-    edited = tmp_path / "edited"  # config.yaml no longer matches the saved state
+    edited = tmp_path / "edited"  # config.yaml no longer describes the saved state
     shutil.copytree(run_dir, edited)
     config = yaml.safe_load((edited / "config.yaml").read_text())
     config["algo_config"]["hidden_sizes"][0] += 1
     (edited / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    assert "the train state needs float32" in _one_error(capsys, "eval", str(edited))
+    assert "was written under another config" in _one_error(capsys, "eval", str(edited))
     never = tmp_path / "never"
     err = _one_error(capsys, "train", "maosql", "ro-matrix", "checkpoint_every=-1", "--out", str(never))
-    assert "checkpoint_every must be >= 0" in err and not never.exists()
+    assert "checkpoint_every must be an integer >= 0" in err and not never.exists()
+
+
+def test_a_damaged_checkpoint_is_refused(qmix_run, tmp_path, capsys):
+    """A flipped byte or a truncated file anywhere in a checkpoint's train state is one clear error or, where
+    the byte is not read, the very same state — never a silently different policy."""
+    run_dir, _, result = qmix_run
+    files = sorted(p for p in (run_dir / "checkpoints" / "40" / "train").rglob("*") if p.is_file() and p.stat().st_size)
+    refused = 0
+    for i, f in enumerate(files):
+        for how in ("flip", "truncate"):
+            broken = tmp_path / f"{how}{i}"
+            shutil.copytree(run_dir, broken)
+            target = broken / f.relative_to(run_dir)
+            data = bytearray(target.read_bytes())
+            if how == "flip":
+                data[len(data) // 2] ^= 0xFF
+            else:
+                data = data[: len(data) // 2]
+            target.write_bytes(bytes(data))
+            try:
+                _, state = load_checkpoint(broken)
+            except ConfigError as e:
+                assert "cannot read checkpoint" in str(e) or "is corrupted" in str(e), str(e)
+                refused += 1
+            else:
+                _assert_same_state(state, result.train_state)
+            shutil.rmtree(broken)
+    assert refused >= 2  # the array data itself is covered
+    broken = tmp_path / "cli"
+    shutil.copytree(run_dir, broken)
+    for f in (broken / "checkpoints" / "40" / "train").rglob("*"):
+        if f.is_file() and "ocdbt.process" in str(f) and "/d/" in str(f):
+            f.write_bytes(f.read_bytes()[:10])
+    err = _one_error(capsys, "eval", str(broken), "--episodes", "1")
+    assert "cannot read checkpoint" in err or "is corrupted" in err
 
 
 def test_seed_index_out_of_range(ippo_run, tmp_path, capsys):
@@ -228,40 +260,24 @@ def test_seed_index_out_of_range(ippo_run, tmp_path, capsys):
     assert "seed index 2 is out of range: the run has 2 seed(s)" in err
 
 
-def test_interrupted_checkpoint_write_leaves_no_partial_file(maosql_run, tmp_path, monkeypatch):
+def test_an_unfinished_checkpoint_write_is_ignored_and_cleaned(maosql_run, tmp_path):
+    """A kill during a write leaves orbax's temporary folder (no commit marker): it is not a checkpoint, and the
+    next writer removes it."""
     run_dir = tmp_path / "run"
     shutil.copytree(maosql_run, run_dir)
-    before = checkpoint_path(run_dir).read_bytes()
-    _, state = load_checkpoint(run_dir)
-    real_fdopen = os.fdopen
+    unfinished = run_dir / "checkpoints" / "50.orbax-checkpoint-tmp-1234567"
+    shutil.copytree(run_dir / "checkpoints" / "40", unfinished)
+    for marker in unfinished.rglob("commit_success.txt"):
+        marker.unlink()
+    assert list_checkpoints(run_dir) == [20, 30, 40]
+    from coopmarl.checkpoints import CheckpointStore
 
-    class Interrupted:  # writes half of the bytes, then the user hits Ctrl-C
-        def __init__(self, *a, **k):
-            self.f = real_fdopen(*a, **k)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-            return False
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "fdopen", Interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(run_dir, jax.tree.map(lambda x: x + 1, state), step=1, seeds=[0, 1, 2])
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(run_dir, state, step=1, seeds=[0, 1, 2], final=False)
-    monkeypatch.undo()
-    assert checkpoint_path(run_dir).read_bytes() == before
-    assert not checkpoint_path(run_dir, 1).exists()
-    leftovers = [p.name for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
-    assert leftovers == []
-    _, again = load_checkpoint(run_dir)
-    _assert_same_state(again, state)
+    CheckpointStore(run_dir, keep=3)  # orbax removes it in the background (at the latest before its next save)
+    for _ in range(100):
+        if not unfinished.exists():
+            break
+        time.sleep(0.1)
+    assert not unfinished.exists() and list_checkpoints(run_dir) == [20, 30, 40]
 
 
 def test_config_yaml_records_checkpoint_every(maosql_run):

@@ -65,7 +65,7 @@ def test_overrides_reach_the_algorithm_and_the_env(tmp_path):
         (["train", "maosql", "ro-matrix", "entropy_alpha=abc"], "must be of type float"),
         (["train", "maosql", "ro-matrix", "total_steps=1.5"], "must be of type int"),
         (["train", "maosql", "ro-matrix", "env.horizn=3"], "unknown parameter 'horizn'"),
-        (["train", "maosql", "ro-matrix", "zeta_epsilon=2"], "zeta_epsilon must be in (0, 1]"),
+        (["train", "maosql", "ro-matrix", "zeta_epsilon=2"], "zeta_epsilon must be a finite number in (0, 1], got 2.0"),
         (["train", "maosql", "ro-matrix", "lr"], "is not of the form key=value"),
         (["train", "maosql", "tabular:/nonexistent/game.npz"], "no such game file"),
         (["reproduce", "rommeo-climbin"], "Did you mean 'rommeo-climbing'?"),

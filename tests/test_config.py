@@ -58,7 +58,7 @@ def test_algorithm_default_run_length_applies_unless_overridden():
 
 
 @pytest.mark.parametrize("override, message", [
-    (["n_seeds=0"], "must be >= 1"),
+    (["n_seeds=0"], "n_seeds must be an integer >= 1, got 0"),
     (["total_steps=x"], "must be of type int"),
     (["gamma=true"], "must be of type float"),
     (["env.k=1,2"], "must be of type float"),

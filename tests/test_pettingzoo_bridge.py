@@ -156,7 +156,8 @@ def _probe_update(train_state, data, key, *, config):
     cont = ~done[:-1]
     restart = jnp.where(done[:-1], steps[1:] == 0, steps[1:] == steps[:-1] + 1)
     same_next = jnp.all(data.next_obs[:-1] == data.obs[1:], axis=(-1, -2)) | done[:-1]
-    same_avail = jnp.all(data.next_avail_actions[:-1] == data.avail_actions[1:])
+    # within an episode the next mask is the next decision's (at an end: the final step's, tests/test_team_return.py)
+    same_avail = jnp.all((data.next_avail_actions[:-1] == data.avail_actions[1:]) | done[:-1, :, None, None])
     metrics = {
         "carry_restarts": jnp.all(restart).astype(jnp.float32),
         "next_obs_ok": jnp.all(same_next | ~cont).astype(jnp.float32),

@@ -5,6 +5,7 @@ and does not import JAX:
 
     import coopmarl
     env = coopmarl.make("climbing")              # environments
+    coopmarl.check_env("my_pkg.my_env:make")     # your own env against the env contract (a report)
     coopmarl.list_envs(); coopmarl.list_algos()  # what is registered (built-in and plugins)
     resolved = coopmarl.resolve("qmix", "lbf:5x5-2p-1f-coop", ["total_steps=10000"])
     result = coopmarl.train(resolved.algo, resolved.env, resolved.config, resolved.run)
@@ -15,12 +16,12 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "make": "coopmarl.envs.registry", "list_envs": "coopmarl.envs.registry", "EnvSpec": "coopmarl.envs.core",
-    "TimeStep": "coopmarl.envs.core", "TabularGame": "coopmarl.envs.tabular",
+    "TimeStep": "coopmarl.envs.core", "TabularGame": "coopmarl.envs.tabular", "check_env": "coopmarl.envs.check",
     "list_algos": "coopmarl.algos.base", "get_algo": "coopmarl.algos.base",
     "resolve": "coopmarl.config", "train": "coopmarl.runner", "RunConfig": "coopmarl.results",
     "RunResult": "coopmarl.results",
     "load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "load_run": "coopmarl.outputs",
-    "render_run": "coopmarl.render",
+    "render_run": "coopmarl.render", "train_run": "coopmarl.training", "resume": "coopmarl.training",
     "ConfigError": "coopmarl.errors",
 }
 

@@ -1,10 +1,9 @@
-"""`coopmarl` command line: list, train, eval, reproduce, solve, render, plot."""
+"""`coopmarl` command line: list, train, resume, eval, reproduce, solve, render, plot, check-env."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 USAGE_EXAMPLES = """examples:
@@ -18,8 +17,10 @@ USAGE_EXAMPLES = """examples:
   coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
   coopmarl train qmix lbf:5x5-2p-1f-coop checkpoint_every=10 --out runs/q
+  coopmarl resume runs/q
   coopmarl eval runs/q --episodes 100
   coopmarl render --run runs/q --seed-index 0 --out q.gif
+  coopmarl check-env my_package.my_env:make_env
 """
 
 
@@ -65,8 +66,8 @@ def cmd_list(args):
         for e in list_envs():
             name = e.name + (":PATH" if e.prefix else "")
             params = ", ".join(f"{p.name}={p.default}" for p in e.params)
-            rows.append([name, params, e.description])
-        _print_table("environments", ["name", "parameters (env.<name>=…)", "description"], rows)
+            rows.append([name, params, e.reward_scalarisation, e.description])
+        _print_table("environments", ["name", "parameters (env.<name>=…)", "team reward", "description"], rows)
     if what in ("all", "algos"):
         import dataclasses
 
@@ -100,27 +101,32 @@ def _list_algo_keys(name: str) -> int:
 
 
 def cmd_train(args):
-    from coopmarl.config import resolve
-    from coopmarl.outputs import RunWriter, default_run_dir, summarise
-    from coopmarl.runner import check_checkpointing, train
+    from coopmarl.training import train_run
 
-    resolved = resolve(args.algo, args.env, args.overrides, n_seeds=args.seeds, seed=args.seed)
-    check_checkpointing(resolved.env, resolved.run)
-    run_dir = Path(args.out) if args.out else default_run_dir(resolved.algo.name, resolved.env_name)
-    seeds = list(range(resolved.run.seed, resolved.run.seed + resolved.run.n_seeds))
-    writer = RunWriter(run_dir, resolved.as_dict(), seeds)
-    start = time.time()
-    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, on_chunk=writer.on_chunk,
-                   progress=not args.quiet, on_checkpoint=writer.on_checkpoint)
-    writer.finish(result, time.time() - start)
+    result, run_dir = train_run(args.algo, args.env, args.overrides, seeds=args.seeds, seed=args.seed,
+                                out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    _print_final(result, run_dir)
+    return 0
+
+
+def cmd_resume(args):
+    from coopmarl.training import resume
+
+    result, run_dir = resume(args.run, progress=not args.quiet)
+    _print_final(result, run_dir)
+    return 0
+
+
+def _print_final(result, run_dir):
+    from coopmarl.outputs import summarise
+
     summary = summarise(result)
     rows = [[k, f"{v['mean']:.4g}" if v["mean"] is not None else "nan",
              f"{v['std']:.3g}" if v["std"] is not None else "nan"] for k, v in summary["metrics"].items()]
     rows += [[k, str(v), ""] for k, v in summary["static"].items()]
-    _print_table(f"{resolved.algo.name} on {resolved.env_name}: final metrics over {len(result.seeds)} seed(s)",
+    _print_table(f"{result.algo} on {result.env}: final metrics over {len(result.seeds)} seed(s)",
                  ["metric", "mean", "std"], rows)
     print(f"run directory: {run_dir}")
-    return 0
 
 
 def cmd_reproduce(args):
@@ -146,12 +152,17 @@ def cmd_solve(args):
     from coopmarl.errors import ConfigError
     from coopmarl.envs import TabularGame, env_entry, make
 
+    if args.max_states < 1:
+        raise ConfigError(f"--max-states must be an integer >= 1, got {args.max_states}")
     params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
     entry = env_entry(args.env)
     if "tabular" not in entry.tags:
         raise ConfigError(f"{args.env!r} is not a tabular game; exact solutions exist only for tabular games")
     game = make(args.env, **params)
     assert isinstance(game, TabularGame)
+    if args.infinite and game.discount >= 1.0:
+        raise ConfigError(f"--infinite solves the infinite-horizon discounted objective, which needs a discount < 1; "
+                          f"{args.env!r} has discount {game.discount:g} (give one, e.g. discount=0.95)")
     horizon = None if args.infinite else "game"
     solution = exact.solve(game, horizon=horizon)
     uniform = exact.evaluate(game, exact.uniform_policy(game), horizon=horizon)
@@ -233,6 +244,21 @@ def cmd_render(args):
     return 0
 
 
+def cmd_check_env(args):
+    """`coopmarl check-env NAME|module:function`: the env contract checks (coopmarl.envs.check), as a table;
+    exit status 1 when a check fails."""
+    from coopmarl.config import parse_overrides
+    from coopmarl.envs.check import check_env
+
+    params = {k.removeprefix("env."): v for k, v in parse_overrides(args.params).items()}
+    report = check_env(args.env, steps=args.steps, seed=args.seed, **params)
+    mark = {True: "pass", False: "FAIL", None: "skip"}
+    _print_table(f"environment checks: {report.env}", ["check", "result", "detail"],
+                 [[r.check, mark[r.passed], r.detail] for r in report.results])
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def cmd_plot(args):
     from coopmarl.outputs import load_run
     from coopmarl.plots import plot_curves
@@ -265,9 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("overrides", nargs="*", help="key=value (algorithm or run keys) and env.key=value")
     pt.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped in one program")
     pt.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
-    pt.add_argument("--out", default=None, help="run directory (default runs/ALGO_ENV_TIME)")
+    pt.add_argument("--out", default=None, help="run directory (default: a new runs/ALGO_ENV_TIME); must be new or empty")
+    pt.add_argument("--overwrite", action="store_true", help="clear an existing run directory --out first")
     pt.add_argument("--quiet", action="store_true", help="no progress bar")
     pt.set_defaults(fn=cmd_train)
+
+    pu = sub.add_parser("resume", help="continue an interrupted run from its newest checkpoint")
+    pu.add_argument("run", help="run directory (written by coopmarl train)")
+    pu.add_argument("--quiet", action="store_true", help="no progress bar")
+    pu.set_defaults(fn=cmd_resume)
 
     pr = sub.add_parser("reproduce", help="run a paper preset (see `coopmarl list experiments`)")
     pr.add_argument("experiment")
@@ -304,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--fps", type=int, default=5)
     pg.set_defaults(fn=cmd_render)
 
+    pc = sub.add_parser("check-env", help="check an environment against the env contract (shapes, masks, "
+                        "determinism, auto-reset, jit, render); exit 1 when a check fails")
+    pc.add_argument("env", help="a registered name, or module:function returning your env object")
+    pc.add_argument("params", nargs="*", help="env parameters key=value (passed to the function for module:function)")
+    pc.add_argument("--steps", type=int, default=None, help="rollout steps (default: 2 x horizon + 3, at least 30)")
+    pc.add_argument("--seed", type=int, default=0, help="key of the checked rollouts (default 0)")
+    pc.set_defaults(fn=cmd_check_env)
+
     pp = sub.add_parser("plot", help="plot the curves of one or more run directories")
     pp.add_argument("runs", nargs="+")
     pp.add_argument("--metric", action="append", help="metric to plot (repeatable; default: the main ones)")
@@ -313,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from coopmarl.errors import CoopmarlError
+    from coopmarl.errors import CoopmarlError, Diverged, Interrupted
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -325,6 +365,18 @@ def main(argv=None) -> int:
         getattr(args, target).append(token)
     try:
         return args.fn(args)
+    except Diverged as e:
+        where = f" in {e.run_dir}" if getattr(e, "run_dir", None) else ""
+        print(f"coopmarl: stopped: {e}; kept the last finite state (step {e.result.state_step}) as the newest "
+              f"checkpoint{where}", file=sys.stderr)
+        return 3
+    except Interrupted as e:
+        run_dir = getattr(e, "run_dir", None)
+        if run_dir is None:
+            print(f"coopmarl: {e}", file=sys.stderr)
+        else:
+            print(f"coopmarl: {e}: saved a checkpoint; continue with `coopmarl resume {run_dir}`", file=sys.stderr)
+        return 130
     except (CoopmarlError, FileNotFoundError) as e:
         print(f"coopmarl: error: {e}", file=sys.stderr)
         return 2

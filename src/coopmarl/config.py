@@ -201,9 +201,7 @@ def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = 
         run_values["seed"] = seed
     if "total_steps" not in run_values and algo.default_total_steps:
         run_values["total_steps"] = algo.default_total_steps
-    run = build_config(RunConfig, run_values, "the run")
-    if run.n_seeds < 1 or run.total_steps < 1 or run.log_points < 1:
-        raise ConfigError("n_seeds, total_steps and log_points must be >= 1")
+    run = build_config(RunConfig, run_values, "run settings")
     config = build_config(algo.config_cls, {k: v for k, v in rest.items() if k in algo_fields}, f"algorithm {algo.name!r}")
     check_compatible(algo, env_name, entry.tags)
     try:
@@ -222,8 +220,9 @@ def upgrade_algo_config(algo_name: str, values: dict[str, Any]) -> dict[str, Any
     """An older run's saved `algo_config` in today's keys: renamed keys get their new name (an int width
     becomes as many widths as the new default has: `hidden: 64` -> `hidden_sizes: [64]` for value-based
     agents, `[64, 64]` for the continuous learners' two layers); a choice its class now fixes is dropped
-    when it has that value; and keys that are no longer the algorithm's are dropped — a family used to
-    share one config class, so its runs stored keys their algorithm never read."""
+    when it has that value; keys that are no longer the algorithm's are dropped — a family used to
+    share one config class, so its runs stored keys their algorithm never read; and a negative
+    `max_grad_norm`, which used to mean no clipping, becomes 0, which means that now."""
     try:
         cls = get_algo(algo_name).config_cls
     except UnknownNameError:
@@ -240,6 +239,8 @@ def upgrade_algo_config(algo_name: str, values: dict[str, Any]) -> dict[str, Any
             out[new] = v
         elif k in fields or (k in fixed and not _same_value(v, fixed[k])):
             out[k] = v  # (a fixed choice with another value: `resolve` says which algorithm has it)
+    if isinstance(out.get("max_grad_norm"), (int, float)) and out["max_grad_norm"] < 0:
+        out["max_grad_norm"] = 0.0
     return out
 
 

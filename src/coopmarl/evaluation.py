@@ -5,7 +5,8 @@ chunks, `coopmarl eval`, `render --run` and the presets.
   version are evaluated on the model (`eval_return`, `regret`, `p_optimal`, `greedy_*`).
 - **Rollouts** (anything else): `n_episodes` episodes of the decentralised policy (greedy: `explore=False`,
   by default) on a JAX env, in parallel and compiled, or on a host env from a Python loop. They report
-  `eval_return` (the team return: agent 0's reward summed over the episode, as in training) and every
+  `eval_return` (the team return: `team_reward(spec, reward)` — the env's declared scalarisation of its
+  per-agent rewards — summed over the episode, as in training) and every
   end-of-episode metric the env declares in `eval_metrics` ({metric name: info key}, e.g. SMAX's
   `{"win_rate": "battle_won"}`): the info value at each episode's last step, averaged over episodes. On a
   tabular game, `regret` against the exact optimum is added.
@@ -26,6 +27,7 @@ import numpy as np
 
 from coopmarl import exact
 from coopmarl.algos.base import Algorithm, greedy_probs
+from coopmarl.envs.core import team_reward
 from coopmarl.envs.tabular import TabularGame
 
 MAX_HOST_EPISODE_STEPS = 100_000  # evaluation cap for a host env without a known horizon
@@ -98,7 +100,7 @@ def episode_fn(algo: Algorithm, env, config, *, explore: bool = False) -> Callab
                 train_state, agent_carry, ts.obs, ts.avail_actions, k_act, explore=explore, config=config
             )
             state, ts = env.step(k_env, state, to_env(actions))
-            ret = ret + alive * ts.reward[0]
+            ret = ret + alive * team_reward(env.spec, ts.reward)
             end = {m: jnp.where(alive > 0, jnp.asarray(ts.info[key], jnp.float32), v) for (m, key), v in
                    zip(ends.items(), end.values())}
             alive = alive * (1.0 - ts.done.astype(jnp.float32))
@@ -200,7 +202,8 @@ def host_episodes(envs: list, act, fresh_carry, train_state, key, ends: dict[str
     alive = np.ones(n, bool)
     returns = np.zeros(n, np.float64)
     end_values = {m: np.zeros(n, np.float64) for m in ends}
-    horizon = envs[0].spec.horizon or MAX_HOST_EPISODE_STEPS
+    spec = envs[0].spec
+    horizon = spec.horizon or MAX_HOST_EPISODE_STEPS
     for t in range(horizon):
         if not alive.any():
             break
@@ -209,7 +212,7 @@ def host_episodes(envs: list, act, fresh_carry, train_state, key, ends: dict[str
         actions = np.asarray(actions)
         for i in np.flatnonzero(alive):
             ts[i] = envs[i].step(actions[i])
-            returns[i] += float(ts[i].reward[0])
+            returns[i] += float(team_reward(spec, np.asarray(ts[i].reward)))
             for m, info_key in ends.items():
                 end_values[m][i] = float(ts[i].info[info_key])
             if bool(ts[i].terminated) or bool(ts[i].truncated):

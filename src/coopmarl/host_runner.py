@@ -8,9 +8,10 @@ so `runner.train` hands it to `train_host`, which keeps `runner.build_chunk`'s s
 jitted parts split out: `algo.policy_step` (vmapped over env copies) and `algo.update` are jitted once
 each; the env steps, auto-resets and episode statistics happen on the host. One iteration =
 `rollout_length` steps in each of `n_envs` env copies, collected into a [rollout_length, n_envs]
-`Transition` batch exactly as the compiled runner does (`next_obs` / `next_global_state` = the final
-observation at an episode end, `next_avail_actions` = the next decision's, `agent_carry` = the carry
-before acting, reset to the algorithm's initial carry when an episode starts), then one `update`.
+`Transition` batch exactly as the compiled runner does (`next_obs` / `next_global_state` /
+`next_avail_actions` = the final step's at an episode end (not the next episode's first), `agent_carry`
+= the carry before acting, reset to the algorithm's initial carry when an episode starts), then one
+`update`. Returns are team returns: `team_reward(spec, reward)` summed over an episode.
 Chunks, logging, `on_chunk` and `RunResult` are as in `runner.train`; evaluation runs
 `run.eval_episodes` greedy (`explore=False`) episodes on separate env copies ("eval_return"), and
 "train_return" is the mean return of the training episodes finished in the chunk.
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import Algorithm, Transition
+from coopmarl.envs.core import team_reward
 from coopmarl.evaluation import clone_env, end_metrics, host_acting_fn, host_episodes, int_seeds, stack_host_steps
 from coopmarl.progress import Progress
 from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
@@ -59,7 +61,7 @@ class _SeedRun:
             nexts, after = [], []
             for i, env in enumerate(self.envs):
                 nts = env.step(actions_np[i])
-                self.ep_return[i] += float(nts.reward[0])
+                self.ep_return[i] += float(team_reward(env.spec, np.asarray(nts.reward)))
                 done = bool(nts.terminated) or bool(nts.truncated)
                 if done:
                     ret_sum += self.ep_return[i]
@@ -69,14 +71,16 @@ class _SeedRun:
                 after.append(env.reset(None) if done else nts)  # the env's own stream continues
             self.start = np.array([bool(t.terminated) or bool(t.truncated) for t in nexts])
             self.ts = after
-            next_obs, next_state, _ = stack_host_steps(nexts)
+            # at an episode end: the final step's obs, state and mask (the bootstrap after a time limit)
+            next_obs, next_state, next_avail = stack_host_steps(nexts)
             steps.append(dict(
                 obs=obs, global_state=state, avail_actions=avail, actions=actions_np,
                 reward=np.stack([t.reward for t in nexts]).astype(np.float32),
+                team_reward=team_reward(self.envs[0].spec, np.stack([t.reward for t in nexts]).astype(np.float32)),
                 terminated=np.array([bool(t.terminated) for t in nexts]),
                 truncated=np.array([bool(t.truncated) for t in nexts]),
                 next_obs=next_obs, next_global_state=next_state,
-                next_avail_actions=np.stack([t.avail_actions for t in after]).astype(bool),
+                next_avail_actions=next_avail,
                 agent_carry=carry_used,
             ))
         batch = Transition(**{f: (jax.tree.map(lambda *xs: jnp.stack(xs), *[s[f] for s in steps])

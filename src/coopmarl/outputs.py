@@ -18,18 +18,56 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from coopmarl.checkpoints import checkpoint_path, list_checkpoints, require_checkpoint, restore, save_checkpoint
+from coopmarl.checkpoints import CheckpointStore, config_hash, list_checkpoints, require_checkpoint, restore, split_items
 from coopmarl.errors import ConfigError
 from coopmarl.files import atomic_write
 from coopmarl.results import RunResult
 
-__all__ = ["RunWriter", "write_run", "load_run", "default_run_dir", "summarise", "resolve_run", "load_checkpoint",
-           "evaluate", "eval_path", "checkpoint_path", "list_checkpoints", "save_checkpoint", "atomic_write"]
+__all__ = ["RunWriter", "write_run", "load_run", "read_rows", "new_run_dir", "prepare_run_dir", "summarise", "resolve_run",
+           "load_checkpoint", "evaluate", "eval_path", "list_checkpoints", "atomic_write"]
 
 
-def default_run_dir(algo: str, env: str, root: str = "runs") -> Path:
+def new_run_dir(algo: str, env: str, root: str | Path = "runs") -> Path:
+    """A new, empty run directory `root/ALGO_ENV_YYYYmmdd-HHMMSS` (created here, so two runs started in the
+    same second get `…-2`, `…-3`)."""
     safe_env = env.replace("/", "_").replace(":", "_")
-    return Path(root) / f"{algo}_{safe_env}_{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{algo}_{safe_env}_{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_parents(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot create a new run directory beside {base}")
+
+
+def _check_parents(path: Path):
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == path else f"is under {str(parent)!r}, which is a file"
+            raise ConfigError(f"--out {str(path)!r} {what}: name a directory")
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Check `--out` before anything runs: a new or empty directory is used; an existing non-empty one is
+    refused unless `overwrite` (it must then be a run directory — it holds config.yaml — and is cleared);
+    a file, or a path under a file, is refused. Creates nothing (the writer does, once the run starts)."""
+    import shutil
+
+    path = Path(path)
+    _check_parents(path)
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"run directory {str(path)!r} exists and is not empty: choose another --out, add "
+                              f"--overwrite to replace it, or continue it with `coopmarl resume {path}`")
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"--overwrite: {str(path)!r} is not a coopmarl run directory (no config.yaml); "
+                              "refusing to delete it")
+        shutil.rmtree(path)
+    return path
 
 
 def _num(x):
@@ -66,33 +104,67 @@ def summarise(result: RunResult, wall_time: float | None = None) -> dict:
 
 class RunWriter:
     """Writes a run directory as training goes: config.yaml at the start, metrics.csv and TensorBoard
-    scalars after every chunk (so an interrupted run keeps valid, partial curves), then the final
-    checkpoint, summary.json and curves.png at the end. Use `on_chunk` (and `on_checkpoint`) as the
-    runner's callbacks."""
+    scalars after every chunk (so an interrupted run keeps valid, partial curves), a checkpoint of the whole
+    loop state every `checkpoint_interval` chunks, then the final checkpoint, summary.json and curves.png
+    at the end. Use `on_chunk` and `on_checkpoint` as the runner's callbacks.
 
-    def __init__(self, run_dir: Path, config: dict, seeds: list[int], save_buffers: bool = False):
+    `rows` (the metrics.csv rows of the points already done) continues a resumed run: config.yaml is kept,
+    the TensorBoard events are rewritten from those rows so that no point appears twice."""
+
+    def __init__(self, run_dir: Path, config: dict, seeds: list[int], save_buffers: bool = False,
+                 keep: int = 0, rows: list[tuple] | None = None):
+        import shutil
+
         from tensorboardX import SummaryWriter
 
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.seeds = list(seeds)
-        self.save_buffers = save_buffers
-        self.rows: list[tuple] = []
-        atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self.save_buffers, self.keep = save_buffers, keep
+        self.config_hash = config_hash(config)
+        self.provenance = config.get("provenance")
+        self._store = None
+        if rows is None:
+            self.rows: list[tuple] = []
+            atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        else:
+            self.rows = list(rows)
+            shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
         self.tb = SummaryWriter(logdir=str(self.run_dir / "tb"))
+        for step in sorted({r[1] for r in self.rows}):
+            self._tb_point(step, {n: [r[3] for r in self.rows if r[1] == step and r[2] == n]
+                                  for n in sorted({r[2] for r in self.rows if r[1] == step})})
+
+    @property
+    def store(self) -> CheckpointStore:
+        if self._store is None:
+            self._store = CheckpointStore(self.run_dir, keep=self.keep)
+        return self._store
+
+    def _tb_point(self, step: int, metrics: dict):
+        for name in sorted(metrics):
+            values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
+            if np.isfinite(values).any():
+                self.tb.add_scalar(name, float(np.nanmean(values)), int(step))
 
     def on_chunk(self, chunk: int, step: int, metrics: dict):
         for name in sorted(metrics):
             values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
             self.rows += [(seed, int(step), name, float(v)) for seed, v in zip(self.seeds, values)]
-            if np.isfinite(values).any():
-                self.tb.add_scalar(name, float(np.nanmean(values)), int(step))
+        self._tb_point(step, metrics)
         self.tb.flush()
         self._write_metrics()
 
-    def on_checkpoint(self, chunk: int, step: int, train_state):
-        save_checkpoint(self.run_dir, train_state, step=step, seeds=self.seeds, final=False,
-                        save_buffers=self.save_buffers)
+    def on_checkpoint(self, loop, step: int, kind: str = "periodic"):
+        """Save the runner's loop state (`runner.LoopState`) as the checkpoint at `step` env steps."""
+        self.save(loop.train_state, step, loop.chunk, loop.parts(), kind)
+
+    def save(self, train_state, step: int, chunk: int, loop_parts: dict | None = None, kind: str = "final") -> Path:
+        """A checkpoint of a train state (and the loop's other parts, if any) at `step` env steps."""
+        meta = {"chunk": int(chunk), "seeds": self.seeds, "buffers": self.save_buffers, "kind": kind,
+                "config_hash": self.config_hash}
+        items = split_items(train_state, loop_parts, self.save_buffers)
+        return self.store.save(step, items, meta)
 
     def _write_metrics(self):
         buf = io.StringIO()
@@ -102,14 +174,26 @@ class RunWriter:
         atomic_write(self.run_dir / "metrics.csv", buf.getvalue())
 
     def finish(self, result: RunResult, wall_time: float | None = None, plot: bool = True) -> Path:
+        """Write the final files. A stopped run (`result.stopped`) keeps its last finite, complete state as
+        the newest checkpoint and says why it stopped in summary.json."""
         self.rows = list(metrics_rows(result))
         self._write_metrics()
         if result.train_state is not None:
-            save_checkpoint(self.run_dir, result.train_state, step=int(result.steps[-1]), seeds=result.seeds,
-                            save_buffers=self.save_buffers)
-        atomic_write(self.run_dir / "summary.json", json.dumps(summarise(result, wall_time), indent=2))
+            step = result.state_step if result.state_step is not None else int(result.steps[-1])
+            if step not in self.store.steps():
+                loop = result.loop
+                chunk = loop.chunk if loop is not None else len(result.steps)
+                kind = "final" if result.stopped is None else result.stopped.split(" at ")[0]
+                self.save(result.train_state, step, chunk, loop.parts() if loop is not None else None, kind)
+        summary = summarise(result, wall_time)
+        if result.stopped is not None:
+            summary["stopped"] = result.stopped
+            summary["last_checkpoint_step"] = result.state_step
+        if self.provenance is not None:
+            summary["provenance"] = self.provenance
+        atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         self.tb.close()
-        if plot:
+        if plot and len(result.steps):
             from coopmarl.plots import plot_curves
 
             plot_curves([result], self.run_dir / "curves.png")
@@ -121,10 +205,20 @@ def write_run(run_dir: Path, config: dict, result: RunResult, wall_time: float |
     """Write a finished run's directory in one go."""
     writer = RunWriter(run_dir, config, result.seeds, save_buffers=save_buffers)
     for i, step in enumerate(result.steps):
-        for name, values in result.metrics.items():
-            if np.isfinite(values[i]).any():
-                writer.tb.add_scalar(name, float(np.nanmean(values[i])), int(step))
+        writer._tb_point(int(step), {name: values[i] for name, values in result.metrics.items()})
     return writer.finish(result, wall_time, plot)
+
+
+def read_rows(run_dir: str | Path) -> list[tuple]:
+    """metrics.csv's rows as (seed, env_steps, name, value) tuples."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as f:
+            return [(int(r["seed"]), int(r["env_steps"]), r["name"], float(r["value"])) for r in csv.DictReader(f)]
+    except (KeyError, ValueError, TypeError, csv.Error) as e:
+        raise ConfigError(f"{path} is not a coopmarl metrics file: {e}") from None
 
 
 def load_run(run_dir: str | Path) -> RunResult:
@@ -197,7 +291,7 @@ def resolve_run(run_dir: str | Path):
 
 def load_checkpoint(run_dir: str | Path, step: int | None = None):
     """`(Resolved, train_state)` of a run directory: the algorithm, env and configs rebuilt from its
-    config.yaml, and the final train state of every seed (leading axis = seeds) — or the intermediate
+    config.yaml, and the latest checkpointed train state of every seed (leading axis = seeds) — or the
     one written at `step` env steps. Replay buffers come back empty unless they were saved."""
     require_checkpoint(run_dir, step)
     resolved = resolve_run(run_dir)
@@ -207,7 +301,7 @@ def load_checkpoint(run_dir: str | Path, step: int | None = None):
 
 def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 0, step: int | None = None,
              write: bool = True) -> dict:
-    """Evaluate every seed's checkpointed policy as the runner does during training — exactly on a
+    """Evaluate every seed's latest checkpointed policy (or the one at `step`) as the runner does during training — exactly on a
     tabular game for a tabular algorithm, else `episodes` greedy (explore=False) episodes — and write
     `eval.json` (`eval_step_{step}.json` for an intermediate checkpoint) into the run directory.
     Returns {"metrics": {name: {"per_seed", "mean", "std"}}, "seeds", "exact", …}."""
@@ -226,7 +320,7 @@ def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 0, step: int 
     exact = is_exact(algo, env)
     metrics = evaluate_states(algo, env, config, state, keys, episodes)
     out = {
-        "algo": algo.name, "env": resolved.env_name, "checkpoint": str(checkpoint_path(".", step)),
+        "algo": algo.name, "env": resolved.env_name, "checkpoint": meta["where"],
         "step": meta["step"], "seeds": seeds, "exact": exact, "episodes": None if exact else episodes,
         "eval_seed": seed, "metrics": {},
     }

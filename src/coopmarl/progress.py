@@ -21,11 +21,11 @@ def _clock(seconds: float) -> str:
 
 class Progress:
     def __init__(self, total: int, title: str, enabled: bool = True, stream: TextIO | None = None,
-                 min_interval: float = 10.0):
+                 min_interval: float = 10.0, done: int = 0):
         self.total, self.title, self.enabled = int(total), title, enabled
         self.stream = stream if stream is not None else sys.stdout
         self.min_interval = min_interval
-        self.done = 0
+        self.done = self.start = int(done)  # a resumed run starts part-way
         self._bar = self._task = None
         self._start = self._last_line = 0.0
 
@@ -35,7 +35,7 @@ class Progress:
         if self.enabled and self.stream.isatty():
             self._bar = _rich_bar(self.title, self.stream)
             self._bar.__enter__()
-            self._task = self._bar.add_task("", total=self.total)
+            self._task = self._bar.add_task("", total=self.total, completed=self.done)
         return self
 
     def __exit__(self, *exc):
@@ -60,7 +60,7 @@ class Progress:
 
     def line(self, elapsed: float, status: str = "") -> str:
         """The plain progress line after `elapsed` seconds."""
-        rate = self.done / elapsed if elapsed > 0 else float("nan")
+        rate = (self.done - self.start) / elapsed if elapsed > 0 else float("nan")
         remaining = (self.total - self.done) / rate if rate and rate == rate and rate > 0 else float("nan")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         left = _clock(remaining) if remaining == remaining else "?"

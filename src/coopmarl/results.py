@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from coopmarl.ranges import INT32_MAX, is_integer, range_error
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -21,11 +23,27 @@ class RunConfig:
     n_seeds: int = 1
     log_points: int = 50  # number of chunks = evaluation/logging points
     eval_episodes: int = 16  # rollout evaluation episodes (non-tabular envs; tabular games are exact)
-    checkpoint_every: int = 0  # also checkpoint every this many chunks (0: only the final state)
+    checkpoint_every: int | None = None  # chunks between checkpoints; None: a tenth of the run; 0: the final state only
+    keep_checkpoints: int = 3  # newest checkpoints kept in the run directory (0: all)
+    save_buffers: bool | None = None  # replay buffers in checkpoints; None: when all seeds' fit in SAVE_BUFFERS_MAX_MB
 
     def __post_init__(self):
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0 (chunks between checkpoints), got {self.checkpoint_every}")
+        for name in ("total_steps", "n_seeds", "log_points", "eval_episodes"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("seed", self.seed, 0)
+        _at_least("seed + n_seeds - 1", self.seed + self.n_seeds - 1, 0)
+        _at_least("keep_checkpoints", self.keep_checkpoints, 0, "(0 keeps all)")
+        if self.checkpoint_every is not None:
+            _at_least("checkpoint_every", self.checkpoint_every, 0, "(chunks between checkpoints; 0: the final state only)")
+
+
+SAVE_BUFFERS_MAX_MB = 512  # save_buffers=None saves the replay buffers when all seeds' together are at most this
+
+
+def _at_least(name: str, value, minimum: int, note: str = ""):
+    if not is_integer(value) or not minimum <= value <= INT32_MAX:
+        bound = f"<= {INT32_MAX} (int32)" if is_integer(value) and value > INT32_MAX else f">= {minimum}"
+        raise ValueError(range_error(name, value, bound, f" {note}" if note else "", integer=True))
 
 
 @dataclass
@@ -39,6 +57,9 @@ class RunResult:
     train_state: Any  # final train state, leading axis = seeds
     seeds: list[int]
     static: dict = field(default_factory=dict)  # algorithm facts (e.g. Theorem 3's condition)
+    loop: Any = None  # the runner's final loop state (`runner.LoopState`: train state, env states, keys, …)
+    state_step: int | None = None  # env steps of `train_state`/`loop` (a stopped run's last finite point)
+    stopped: str | None = None  # why the run stopped early ("diverged at step N", "interrupted at step N")
 
     def final(self) -> dict[str, np.ndarray]:
         return {k: v[-1] for k, v in self.metrics.items()}

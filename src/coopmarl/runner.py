@@ -1,31 +1,37 @@
 """The one runner: composes an algorithm's init/act/update into one compiled `lax.scan`, vmapped
 over seeds, and runs it in chunks; between chunks (on the host) it evaluates, logs and moves the
-progress bar — without recompiling (every chunk has the same static length).
+progress bar — without recompiling (every chunk has the same static length). After every chunk it checks
+that the update's metrics and the parameters are finite: a diverging run stops (`Diverged`) with its last
+finite state, never a NaN one; Ctrl-C stops it (`Interrupted`) with its last complete state.
 
 One *iteration* of the scan = `rollout_length` steps in each of `n_envs` auto-resetting envs, then one
 `update` on that [rollout_length, n_envs] batch. For a planner (`uses_env=False`) an iteration is one
-`update` on the model. Between chunks, `on_chunk` receives the metrics and, every `checkpoint_every`
-chunks, `on_checkpoint` the train state (the run directory's writer saves both).
+`update` on the model. Between chunks, `on_chunk` receives the metrics and, every `checkpoint_interval`
+chunks, `on_checkpoint` the whole loop state (`LoopState`: train state, env states, agent carry, keys,
+position); `train(..., start=…)` continues from one (the run directory's writer saves and resumes them).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import Algorithm, Transition
-from coopmarl.envs.core import AutoReset
+from coopmarl.checkpoints import state_leaves
+from coopmarl.envs.core import AutoReset, team_reward
 from coopmarl.envs.tabular import TabularGame
-from coopmarl.errors import ConfigError
+from coopmarl.errors import ConfigError, Diverged, Interrupted
 from coopmarl.evaluation import env_actions, make_evaluator
 from coopmarl.host_runner import train_host
 from coopmarl.progress import Progress
 from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
 
-__all__ = ["RunConfig", "RunResult", "build_chunk", "check_checkpointing", "plan_chunks", "train"]
+__all__ = ["RunConfig", "RunResult", "LoopState", "Start", "build_chunk", "check_checkpointing", "checkpoint_interval",
+           "initial_loop", "plan_chunks", "train"]
 
 
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
@@ -50,7 +56,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
             reward=next_ts.reward, terminated=next_ts.terminated, truncated=next_ts.truncated,
             next_obs=jnp.where(done[..., None], info["final_obs"], next_ts.obs),
             next_global_state=jnp.where(done, info["final_state"], next_ts.global_state),
-            next_avail_actions=next_ts.avail_actions, agent_carry=agent_carry,
+            # at an episode end the bootstrap (a time limit) needs the final state's mask, not the next episode's
+            next_avail_actions=jnp.where(done[..., None], info["final_avail_actions"], next_ts.avail_actions),
+            agent_carry=agent_carry, team_reward=team_reward(env.spec, next_ts.reward),
         )
         # a new episode starts the agents' memory afresh
         next_carry = jax.tree.map(
@@ -87,7 +95,7 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
         if algo.uses_env:
             n = ep_count.sum()
             out["train_return"] = jnp.where(n > 0, ret_sum.sum() / jnp.maximum(n, 1), jnp.nan)
-        return carry, out
+        return carry, out, all_finite(carry[0])
 
     def init(model, key):
         k_init, k_env, k_run = jax.random.split(key, 3)
@@ -99,6 +107,16 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     return init, chunk
 
 
+def checkpoint_interval(run: RunConfig, n_chunks: int, host: bool = False) -> int:
+    """Chunks between checkpoints: `run.checkpoint_every`, or by default (None) a tenth of the run (a killed
+    run loses at most ~10% of its chunks); 0 = only the final state. Host envs: 0 (their env state is Python)."""
+    if host:
+        return 0
+    if run.checkpoint_every is None:
+        return max(1, math.ceil(n_chunks / 10))
+    return run.checkpoint_every
+
+
 def check_checkpointing(env, run: RunConfig):
     """Intermediate checkpoints come from the compiled runner's chunks: a host env cannot give them."""
     if run.checkpoint_every and getattr(env, "host", False):
@@ -106,63 +124,143 @@ def check_checkpointing(env, run: RunConfig):
                           "host env (set checkpoint_every=0: its final state is still saved)")
 
 
+class LoopState(NamedTuple):
+    """Where a run is between chunks: everything `train` needs to continue it exactly."""
+
+    chunk: int  # chunks done
+    carry: Any  # (train_state, (env_states, time_steps, agent_carry), key), leading axis = seeds
+    eval_keys: Any  # [n_seeds, 2]: the evaluation keys, folded with each chunk's index
+
+    @property
+    def train_state(self):
+        return self.carry[0]
+
+    def parts(self) -> dict:
+        """The carry beyond the train state, as a checkpoint's `loop` item."""
+        return {"env": self.carry[1], "key": self.carry[2], "eval_keys": self.eval_keys}
+
+    @staticmethod
+    def from_parts(chunk: int, train_state, parts: dict) -> "LoopState":
+        return LoopState(chunk, (train_state, parts["env"], parts["key"]), parts["eval_keys"])
+
+
+class Start(NamedTuple):
+    """A run to continue (`coopmarl resume`): its loop state and the curves up to it."""
+
+    loop: LoopState
+    steps: list[int]  # env steps of the points logged so far (loop.chunk of them)
+    metrics: dict[str, list]  # name -> one array over seeds per point
+
+
+def initial_loop(algo: Algorithm, env, config, run: RunConfig, abstract: bool = False):
+    """The loop state of a fresh run (chunk 0): seeds `run.seed`…, as `train` starts it. With `abstract`,
+    only its structure, shapes and dtypes (`jax.eval_shape`: nothing is computed)."""
+    rollout_length, n_envs = iteration_size(algo, config, env.spec)
+    n_chunks, iters = plan_chunks(run.total_steps, run.log_points, rollout_length * n_envs)
+    init_fn, _ = build_chunk(algo, env, config, iters)
+    model = env if isinstance(env, TabularGame) else None
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(run.seed, run.seed + run.n_seeds)])
+
+    def make(model, keys):
+        carry = jax.vmap(init_fn, in_axes=(None, 0))(model, keys)
+        return carry, jax.vmap(lambda k: jax.random.fold_in(k, 7919))(keys)
+
+    carry, eval_keys = jax.eval_shape(make, model, keys) if abstract else jax.jit(make)(model, keys)
+    return LoopState(0, carry, eval_keys)
+
+
 def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
           on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True,
-          on_checkpoint: Callable[[int, int, Any], None] | None = None) -> RunResult:
+          on_checkpoint: Callable[[LoopState, int], None] | None = None, start: Start | None = None) -> RunResult:
     """Train `algo` on `env` for `run.n_seeds` seeds at once; returns curves and final states.
 
     `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
-    that point (each an array over seeds). `on_checkpoint(chunk_index, steps, train_state)` is called
-    after every `run.checkpoint_every`-th chunk but the last (whose state is `RunResult.train_state`),
-    with the train state (leading axis = seeds).
+    that point (each an array over seeds). `on_checkpoint(loop_state, steps)` is called every
+    `checkpoint_interval` chunks but the last (whose loop state is `RunResult.loop`). `start` continues a
+    run from a saved loop state (bit for bit when its replay buffers were saved).
+
+    Stops: a non-finite update metric or parameter raises `Diverged`, Ctrl-C raises `Interrupted`; both
+    carry the curves so far and the last finite, complete loop state (`.result`).
     """
     if getattr(env, "host", False):  # a non-JAX env (pettingzoo:…): the same algorithm, from a Python loop
         if on_checkpoint is not None:
             check_checkpointing(env, run)
+        if start is not None:
+            raise ConfigError(f"a run on the host env {env.spec.name!r} cannot be resumed: its env state lives in "
+                              "Python objects that checkpoints do not hold; train it again")
         return train_host(algo, env, config, run, on_chunk, progress)
     rollout_length, n_envs = iteration_size(algo, config, env.spec)
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
+    interval = checkpoint_interval(run, n_chunks)
     seeds = list(range(run.seed, run.seed + run.n_seeds))
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     model = env if isinstance(env, TabularGame) else None
 
-    init_fn, chunk_fn = build_chunk(algo, env, config, iters)
-    init_v = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))
+    _, chunk_fn = build_chunk(algo, env, config, iters)
     chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))
     eval_v = make_evaluator(algo, env, config, run.eval_episodes)
+    fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
 
-    carry = init_v(model, keys)
-    eval_keys = jnp.stack([jax.random.fold_in(k, 7919) for k in keys])
-    history: dict[str, list] = {}
-    steps_log = []
-
-    def record(step, metrics):
-        steps_log.append(step)
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
-
-    with Progress(n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}", enabled=progress) as bar:
-        for c in range(n_chunks):
-            carry, metrics = chunk_v(model, carry)
-            eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, c))(eval_keys)
-            metrics = dict(metrics)
-            metrics.update(eval_v(model, carry[0], eval_keys))
-            metrics = jax.device_get(metrics)
-            step = (c + 1) * iters * steps_per_iter
-            record(step, metrics)
-            if on_chunk is not None:
-                on_chunk(c, step, metrics)
-            if on_checkpoint is not None and run.checkpoint_every and (c + 1) % run.checkpoint_every == 0 \
-                    and c + 1 < n_chunks:
-                on_checkpoint(c, step, carry[0])
-            bar.update(iters * steps_per_iter, eval_status(metrics))
-
+    loop = start.loop if start is not None else initial_loop(algo, env, config, run)
+    steps_log = list(start.steps) if start is not None else []
+    history: dict[str, list] = {k: list(v) for k, v in start.metrics.items()} if start is not None else {}
     static = algo.summary(config, env) if algo.summary is not None else {}
-    return RunResult(
-        algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log),
-        metrics={k: np.stack(v) for k, v in history.items()}, train_state=carry[0], seeds=seeds, static=static,
-    )
+    step_of = lambda chunks: chunks * iters * steps_per_iter  # noqa: E731
+
+    def result(stopped: str | None = None) -> RunResult:
+        return RunResult(algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log, dtype=np.int64),
+                         metrics={k: np.stack(v) for k, v in history.items()}, train_state=loop.train_state,
+                         seeds=seeds, static=static, loop=loop, state_step=step_of(loop.chunk), stopped=stopped)
+
+    title = f"{algo.name} on {env.spec.name}"
+    with Progress(n_chunks * iters * steps_per_iter, title, enabled=progress, done=step_of(loop.chunk)) as bar:
+        try:
+            for c in range(loop.chunk, n_chunks):
+                carry, metrics, state_finite = chunk_v(model, loop.carry)
+                eval_keys = fold(loop.eval_keys, c)
+                metrics = dict(metrics)
+                update_names = sorted(k for k in metrics if k != "train_return")
+                metrics.update(eval_v(model, carry[0], eval_keys))
+                metrics, state_finite = jax.device_get((metrics, state_finite))
+                step = step_of(c + 1)
+                steps_log.append(step)
+                for k, v in metrics.items():
+                    history.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
+                problem = divergence(metrics, update_names, state_finite, seeds)
+                if problem is not None:  # keep the previous, finite loop state
+                    raise Diverged(f"diverged at step {step}: {problem}", result(f"diverged at step {step}"))
+                loop = LoopState(c + 1, carry, eval_keys)
+                if on_chunk is not None:
+                    on_chunk(c, step, metrics)
+                if on_checkpoint is not None and interval and (c + 1) % interval == 0 and c + 1 < n_chunks:
+                    on_checkpoint(loop, step)
+                bar.update(iters * steps_per_iter, eval_status(metrics))
+        except KeyboardInterrupt:  # between two chunks or inside one: the curves end with the loop state
+            del steps_log[loop.chunk:]
+            for v in history.values():
+                del v[loop.chunk:]
+            raise Interrupted(f"interrupted at step {step_of(loop.chunk)}",
+                              result(f"interrupted at step {step_of(loop.chunk)}")) from None
+    return result()
+
+
+def divergence(metrics: dict, update_names: list[str], state_finite, seeds: list[int]) -> str | None:
+    """What went non-finite in a chunk (an update metric, else the parameters), naming the seed; None if nothing."""
+    for name in update_names:
+        values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return f"{name} is {values[bad[0]]} for seed {seeds[bad[0]]}"
+    bad = np.flatnonzero(~np.asarray(state_finite).reshape(-1))
+    if bad.size:
+        return f"a parameter of seed {seeds[bad[0]]}'s train state is nan or inf"
+    return None
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every float leaf of `tree` (replay buffers left out) is finite."""
+    leaves = [x for x in state_leaves(tree, False).values() if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.bool_(True)
 
 
 def eval_status(metrics: dict) -> str:

@@ -37,12 +37,20 @@ class Transition(NamedTuple):
     truncated: jax.Array  # [...]
     next_obs: jax.Array  # [..., N, obs_dim]  (the true next observation, also after an episode end)
     next_global_state: jax.Array  # [..., state_dim]
-    next_avail_actions: jax.Array  # [..., N, A]  (first obs of the next episode's avail after a reset)
+    next_avail_actions: jax.Array  # [..., N, A]  (at an episode end: the final state's mask, for the bootstrap)
     agent_carry: Any = ()  # recurrent agents: their carry *before* acting at this step ([..., N, H]); () if none
+    # the team's reward [...] as the env scalarises `reward` (`envs.core.team_reward`: LBF with individual
+    # rewards sums them); the runners always fill it. None (hand-made batches): a shared reward, reward[..., 0]
+    team_reward: Any = None
 
     @property
     def done(self):
         return jnp.logical_or(self.terminated, self.truncated)
+
+    @property
+    def team(self) -> jax.Array:
+        """The team reward [...]: `team_reward`, or reward[..., 0] when a hand-made batch has none."""
+        return self.reward[..., 0] if self.team_reward is None else self.team_reward
 
 
 @dataclass(frozen=True)

@@ -4,25 +4,28 @@ An algorithm's config is a frozen dataclass assembled from small field groups â€
 mixins such as PPO's clip fields or ReMIX's weight fields â€” that all derive from `AlgoConfig`. Each group
 checks its own fields in `__post_init__` after calling `super().__post_init__()`, so a config built from
 several groups runs every group's checks exactly once. `AlgoConfig` itself refuses what no algorithm
-accepts: a non-finite number (nan, inf) and a value outside a `Literal`'s choices.
+accepts: a number compiled code cannot hold (nan, inf, beyond float32 or int32; `coopmarl.ranges`) and a
+value outside a `Literal`'s choices.
 
 A choice that *defines* an algorithm (PPO's `loss`, QMIX's `mixer`, DDPG's `critic_inputs`) is a
 `typing.ClassVar` of the algorithm's class, not a key: the code reads it as `config.loss` like any key,
 but no override can change it (`coopmarl list algos NAME` shows it as fixed).
 
 Every key's default carries a trailing comment citing its source; `coopmarl list algos NAME` prints it.
-A check raises `ValueError` naming the key; `coopmarl.config.resolve` turns it into a `ConfigError`.
+A check raises `ValueError` naming the key first, then the range and the value given ("lr must be a finite
+number > 0, got -1.0"); `coopmarl.config.resolve` turns it into a `ConfigError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from coopmarl.ranges import number, range_error, unrepresentable
 
 
 @functools.cache
@@ -65,11 +68,13 @@ def _matches_other_member(value, typ) -> bool:
 
 
 def check_value(name: str, value, typ) -> None:
-    """The checks every key gets: finite numbers (also inside tuples), a Literal's value among its choices."""
+    """The checks every key gets: numbers compiled code can hold (finite, within float32 / int32; also inside
+    tuples), a Literal's value among its choices."""
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        error = unrepresentable(name, v)
+        if error:
+            raise ValueError(error if v is value else f"{error} (in {value!r})")
     choices = literal_choices(typ)
     if choices and value not in choices and not _matches_other_member(value, typ):
         others = [getattr(m, "__name__", str(m)).replace("NoneType", "None") for m in typing.get_args(typ)
@@ -80,28 +85,32 @@ def check_value(name: str, value, typ) -> None:
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    """The root of every algorithm config: no keys of its own; refuses nan/inf and out-of-choice values."""
+    """The root of every algorithm config: no keys of its own; refuses numbers compiled code cannot hold
+    (nan, inf, beyond float32 / int32) and out-of-choice values."""
 
     def __post_init__(self):
         for name, typ in field_types(type(self)).items():
             check_value(name, getattr(self, name), typ)
 
 
-# ---- range checks (each names the key) ------------------------------------------------------------------
+# ---- range checks: "<key> must be <an integer | a finite number> <range>, got <value>" (coopmarl.ranges) ----
+
+
+def _range_error(config, name: str, requirement: str, why: str = "") -> ValueError:
+    integer = field_types(type(config))[name] is int
+    return ValueError(range_error(name, getattr(config, name), requirement, why, integer=integer))
 
 
 def at_least(config, minimum, *names: str) -> None:
     for name in names:
-        value = getattr(config, name)
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        if getattr(config, name) < minimum:
+            raise _range_error(config, name, f">= {number(minimum)}")
 
 
 def positive(config, *names: str) -> None:
     for name in names:
-        value = getattr(config, name)
-        if value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+        if getattr(config, name) <= 0:
+            raise _range_error(config, name, "> 0")
 
 
 def in_unit_interval(config, *names: str, open_low: bool = False, open_high: bool = False) -> None:
@@ -112,7 +121,19 @@ def in_unit_interval(config, *names: str, open_low: bool = False, open_high: boo
         high_ok = value < 1.0 if open_high else value <= 1.0
         if not (low_ok and high_ok):
             interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
-            raise ValueError(f"{name} must be in {interval}, got {value}")
+            raise _range_error(config, name, f"in {interval}")
+
+
+def in_range(config, name: str, low, high, why: str = "") -> None:
+    """The key in [low, high]; `why` (e.g. " (0 = batch_size)") explains the range."""
+    if not low <= getattr(config, name) <= high:
+        raise _range_error(config, name, f"in [{number(low)}, {number(high)}]", why)
+
+
+def above(config, name: str, low, why: str = "") -> None:
+    """The key > low (a strict lower bound other than 0)."""
+    if not getattr(config, name) > low:
+        raise _range_error(config, name, f"> {number(low)}", why)
 
 
 def layer_widths(config, name: str = "hidden_sizes", exactly: int | None = None, why: str = "") -> None:

@@ -52,7 +52,7 @@ class OffPolicyConfig(AlgoConfig):
     lr: float = 5e-4  # Adam (EPyMARL)
     gamma: float = 0.99  # EPyMARL
     td_lambda: float = 0.0  # 0 = one-step targets (EPyMARL); pymarl2 / ReMIX use 0.6
-    max_grad_norm: float = 10.0  # global-norm gradient clip, <= 0: none (EPyMARL `grad_norm_clip` 10)
+    max_grad_norm: float = 10.0  # global-norm gradient clip, 0: none (EPyMARL `grad_norm_clip` 10)
     target_update_episodes: int = 200  # target_tau=0: hard target copy every this many windows (EPyMARL 200 episodes)
     target_tau: float = 0.0  # > 0: soft update θ̄ ← τθ + (1−τ)θ̄ every gradient step instead (EPyMARL: hard, 0)
     truncation_bootstrap: bool = True  # bootstrap at a time limit; False = the limit ends the game (finite horizon)
@@ -72,10 +72,14 @@ class OffPolicyConfig(AlgoConfig):
         fields.at_least(self, 1, "n_envs", "batch_size", "buffer_size", "updates_per_iteration",
                         "target_update_episodes")
         fields.at_least(self, 0, "rollout_length", "epsilon_anneal_steps")  # rollout_length 0 = the env's horizon
+        fields.at_least(self, 0.0, "max_grad_norm")  # 0 = no clipping
         fields.layer_widths(self, exactly=1, why=" (the value-based agents, EPyMARL's fc-GRU-fc and fc-fc-fc, "
                                                   "have one hidden width: e.g. hidden_sizes=64)")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
+        if self.n_envs > self.buffer_size:
+            raise ValueError(f"n_envs ({self.n_envs}) cannot exceed buffer_size ({self.buffer_size}): each iteration "
+                             "adds n_envs windows to the replay buffer")
         fields.in_unit_interval(self, "gamma", "td_lambda", "target_tau", "epsilon_start", "epsilon_end")
         fields.positive(self, "lr")
 
@@ -198,8 +202,8 @@ class OffPolicyState(struct.PyTreeNode):
 
 
 def optimizer(config) -> optax.GradientTransformation:
-    """Adam with global-norm gradient clipping (`max_grad_norm` <= 0: no clipping)."""
-    if config.max_grad_norm <= 0:
+    """Adam with global-norm gradient clipping (`max_grad_norm` 0: no clipping)."""
+    if config.max_grad_norm == 0:
         return optax.adam(config.lr)
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
 
@@ -234,7 +238,7 @@ def example_window(spec, config, carry) -> Transition:
         avail_actions=jnp.zeros((t, n, n_avail), bool), actions=actions,
         reward=jnp.zeros((t, n)), terminated=jnp.zeros((t,), bool), truncated=jnp.zeros((t,), bool),
         next_obs=jnp.zeros((t, n, spec.obs_dim)), next_global_state=jnp.zeros((t, spec.state_dim)),
-        next_avail_actions=jnp.zeros((t, n, n_avail), bool), agent_carry=carry,
+        next_avail_actions=jnp.zeros((t, n, n_avail), bool), agent_carry=carry, team_reward=jnp.zeros((t,)),
     )
 
 
@@ -270,7 +274,7 @@ def make_update(loss_fn: LossFn):
         state = state.replace(
             buffer=buffer.add(state.buffer, windows),
             recent=recent.add(state.recent, windows) if recent else (),
-            reward_stats=state.reward_stats.update(data.reward[..., 0]) if config.standardise_rewards
+            reward_stats=state.reward_stats.update(data.team) if config.standardise_rewards
             else state.reward_stats,
             env_steps=state.env_steps + t * e,
         )
@@ -283,7 +287,8 @@ def make_update(loss_fn: LossFn):
                 extra = recent.sample(state.recent, k_recent).experience
                 batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), batch, extra)
             if config.standardise_rewards:
-                batch = batch._replace(reward=state.reward_stats.standardise(batch.reward))
+                batch = batch._replace(reward=state.reward_stats.standardise(batch.reward),
+                                       team_reward=state.reward_stats.standardise(batch.team))
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 state.params, state.target_params, batch, k_loss, config, state.env_steps
             )
@@ -331,9 +336,9 @@ def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:
     """TD(λ) targets [B, T] (or [B, T, N]) from the team reward and next values of a batch of windows."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
     terminated = batch.terminated if config.truncation_bootstrap else done
-    reward = batch.reward[..., 0]
-    if next_value.ndim == 3:  # per-agent values (independent learners)
-        reward = jnp.broadcast_to(reward[..., None], next_value.shape)
+    # a team value learns from the team reward; per-agent values (independent learners) from each agent's own
+    # (the same as the team's on a shared-reward env; EPyMARL's individual rewards otherwise)
+    reward = batch.reward if next_value.ndim == 3 else batch.team
     return jax.vmap(lambda r, term, d, v: lambda_returns(r, term, d, v, config.gamma, config.td_lambda))(
         reward, terminated, done, next_value
     )

@@ -51,11 +51,14 @@ class ContinuousOffPolicyConfig(AlgoConfig):
         fields.layer_widths(self)
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) cannot exceed buffer_size ({self.buffer_size})")
-        if not 0 <= self.learning_starts <= self.buffer_size:
-            raise ValueError(f"learning_starts must lie in [0, buffer_size], got {self.learning_starts}")
+        if self.n_envs > self.buffer_size:
+            raise ValueError(f"n_envs ({self.n_envs}) cannot exceed buffer_size ({self.buffer_size}): each iteration "
+                             "adds n_envs windows to the replay buffer")
+        fields.in_range(self, "learning_starts", 0, self.buffer_size, " (buffer_size)")
         fields.in_unit_interval(self, "target_tau", open_low=True)
         fields.in_unit_interval(self, "gamma")
         fields.positive(self, "lr")
+        fields.at_least(self, 0.0, "max_grad_norm")  # 0 = no clipping
 
     @property
     def recent_buffer(self):
@@ -72,8 +75,14 @@ class RecentBatchFields(ContinuousOffPolicyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 <= self.recent_size <= self.buffer_size:
-            raise ValueError(f"recent_size must lie in [0, buffer_size] (0 = batch_size), got {self.recent_size}")
+        fields.in_range(self, "recent_size", 0, self.buffer_size, " (buffer_size; 0 = batch_size)")
+        if 0 < self.recent_size < self.n_envs:
+            raise ValueError(f"recent_size ({self.recent_size}) must be 0 (= batch_size) or >= n_envs ({self.n_envs}): "
+                             "each iteration adds n_envs windows to the buffer of the most recent ones")
+        if self.recent_size == 0 and self.batch_size < self.n_envs:
+            raise ValueError(f"batch_size ({self.batch_size}) must be >= n_envs ({self.n_envs}) when recent_size is 0: "
+                             "the buffer of the most recent windows then holds batch_size windows, and each "
+                             "iteration adds n_envs")
 
     @property
     def recent_buffer(self):
@@ -93,9 +102,12 @@ class NoiseExplorationConfig(ContinuousOffPolicyConfig):
     def __post_init__(self):
         super().__post_init__()
         if len(self.noise_levels) != len(self.noise_boundaries) + 1:
-            raise ValueError("noise_levels needs exactly one more entry than noise_boundaries")
-        if any(s < 0 for s in self.noise_levels) or list(self.noise_boundaries) != sorted(self.noise_boundaries):
-            raise ValueError("noise_levels must be >= 0 and noise_boundaries increasing")
+            raise ValueError(f"noise_levels needs exactly one more entry than noise_boundaries, got "
+                             f"{len(self.noise_levels)} levels and {len(self.noise_boundaries)} boundaries")
+        if min(self.noise_levels) < 0:
+            raise ValueError(f"noise_levels must be finite numbers >= 0, got {self.noise_levels}")
+        if min(self.noise_boundaries, default=0) < 0 or list(self.noise_boundaries) != sorted(self.noise_boundaries):
+            raise ValueError(f"noise_boundaries must be increasing integers >= 0 (env steps), got {self.noise_boundaries}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class AnnealedEntropyConfig(ContinuousOffPolicyConfig):
         super().__post_init__()
         fields.positive(self, "alpha_final")
         fields.at_least(self, 0.0, "alpha_initial", "alpha_decay")
+        fields.at_least(self, 0, "alpha_delay")
 
 
 # ---- shared helpers -------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
 from coopmarl.nets.policy import Actor, AgentNets, Critic
 
 Loss = Literal["a2c", "clip", "kl", "dpo"]
+MAX_INIT_LOG_STD = 40.0  # e^80 ≈ 5.5e34: σ² and 1/σ² stay finite float32 (whose largest is ≈ e^88.7)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class PGConfig(AlgoConfig):
         fields.in_unit_interval(self, "gamma", "gae_lambda")
         fields.positive(self, "actor_lr", "critic_lr", "adam_eps", "max_grad_norm", "value_clip_eps")
         fields.at_least(self, 0.0, "entropy_coef", "value_coef")
+        fields.in_range(self, "init_log_std", -MAX_INIT_LOG_STD, MAX_INIT_LOG_STD,
+                        " (σ² = exp(2·init_log_std) and 1/σ² must be finite in float32)")
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,11 @@ class AdaptiveCoefFields(AlgoConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        fields.positive(self, "kl_target")
-        if self.adapt_delta <= 1.0 or self.adapt_omega <= 1.0:
-            raise ValueError(f"adapt_delta and adapt_omega must be > 1, got {self.adapt_delta}, {self.adapt_omega}")
-        if not 0.0 < self.coef_min <= self.coef_max:
-            raise ValueError(f"need 0 < coef_min <= coef_max, got coef_min={self.coef_min}, coef_max={self.coef_max}")
+        fields.positive(self, "kl_target", "coef_min")
+        fields.above(self, "adapt_delta", 1.0)
+        fields.above(self, "adapt_omega", 1.0)
+        if self.coef_max < self.coef_min:
+            raise ValueError(f"coef_max must be a finite number >= coef_min ({self.coef_min}), got {self.coef_max}")
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,12 @@ class ReMIXFields(CentralQFields):
         fields.at_least(self, 0, "recent_buffer_size", "recent_batch_size")
         if (self.recent_buffer_size > 0) != (self.recent_batch_size > 0):
             raise ValueError("set both recent_buffer_size and recent_batch_size, or neither")
+        if self.recent_batch_size > self.recent_buffer_size:
+            raise ValueError(f"recent_batch_size ({self.recent_batch_size}) cannot exceed recent_buffer_size "
+                             f"({self.recent_buffer_size})")
+        if 0 < self.recent_buffer_size < self.n_envs:
+            raise ValueError(f"recent_buffer_size ({self.recent_buffer_size}) must be 0 (none) or >= n_envs "
+                             f"({self.n_envs}): each iteration adds n_envs windows to the on-policy buffer")
 
     @property
     def recent_buffer(self):

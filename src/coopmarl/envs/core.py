@@ -8,6 +8,10 @@ on the leading axis of every per-agent array (no per-agent dicts):
 
 `ts.terminated` means the episode really ended (bootstrap from zero); `ts.truncated` means a time
 limit cut it (bootstrap from the next state's value).
+
+`ts.reward [N]` is per agent; `spec.reward_scalarisation` declares how it becomes the team's scalar
+reward, and `team_reward(spec, reward)` computes it: every logged team return (training episodes in
+`AutoReset`, evaluation rollouts, the host runner) is the sum over an episode of `team_reward`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 from coopmarl.envs.fast_random import split_key
+
+# how the per-agent rewards [N] of a step become the team's scalar reward (EnvSpec.reward_scalarisation)
+REWARD_SCALARISATIONS = {
+    "shared": "every agent receives the same team reward (the cooperative contract): reward[0]",
+    "sum": "per-agent rewards; the team's is their sum (EPyMARL's reward_scalarisation='sum', e.g. LBF)",
+    "mean": "per-agent rewards; the team's is their mean (EPyMARL's reward_scalarisation='mean')",
+}
 
 
 @dataclass(frozen=True)
@@ -35,8 +46,13 @@ class EnvSpec:
     high: float = 1.0
     horizon: int = 0  # episode time limit (0 = none)
     params: tuple[tuple[str, Any], ...] = field(default=())  # the resolved constructor parameters
+    # how reward [N] becomes the team's scalar reward: "shared" | "sum" | "mean" (REWARD_SCALARISATIONS)
+    reward_scalarisation: str = "shared"
 
     def __post_init__(self):
+        if self.reward_scalarisation not in REWARD_SCALARISATIONS:
+            raise ValueError(f"reward_scalarisation must be one of {', '.join(map(repr, REWARD_SCALARISATIONS))}, "
+                             f"got {self.reward_scalarisation!r}")
         if self.action_kind not in ("discrete", "continuous"):
             raise ValueError(f"action_kind must be 'discrete' or 'continuous', got {self.action_kind!r}")
         if self.action_kind == "discrete" and self.n_actions < 1:
@@ -53,7 +69,7 @@ class TimeStep(NamedTuple):
     obs: jax.Array  # float32 [N, obs_dim]
     global_state: jax.Array  # float32 [state_dim]
     avail_actions: jax.Array  # bool [N, n_actions] (all true for continuous envs: shape [N, 1])
-    reward: jax.Array  # float32 [N]; the team reward repeated in cooperative envs
+    reward: jax.Array  # float32 [N]; the team reward repeated ("shared" envs) or per agent (see team_reward)
     terminated: jax.Array  # bool []
     truncated: jax.Array  # bool []
     info: dict  # env-specific extras (fixed pytree structure across steps)
@@ -61,6 +77,20 @@ class TimeStep(NamedTuple):
     @property
     def done(self) -> jax.Array:
         return jnp.logical_or(self.terminated, self.truncated)
+
+
+def team_reward(spec: EnvSpec, reward):
+    """The team's scalar reward(s) from per-agent rewards `reward [..., N]` (a JAX or numpy array), as
+    `spec.reward_scalarisation` declares: "shared" -> reward[..., 0], "sum" -> the sum over agents,
+    "mean" -> the mean. The one place a team return is computed from an env's rewards."""
+    how = spec.reward_scalarisation
+    if how == "shared":
+        return reward[..., 0]
+    if how == "sum":
+        return reward.sum(axis=-1)
+    if how == "mean":
+        return reward.mean(axis=-1)
+    raise ValueError(f"unknown reward_scalarisation {how!r}")
 
 
 @runtime_checkable
@@ -74,7 +104,7 @@ class Env(Protocol):
 
 class AutoResetState(NamedTuple):
     env_state: Any
-    episode_return: jax.Array  # float32 [], team return of the running episode
+    episode_return: jax.Array  # float32 [], team return (sum of team_reward) of the running episode
     episode_length: jax.Array  # int32 []
 
 
@@ -83,9 +113,11 @@ class AutoReset:
 
     After a step that ends an episode, the returned `ts` carries that step's `reward`, `terminated`
     and `truncated`, but the *first* observation of the new episode (`obs`, `global_state`,
-    `avail_actions`); the last observation of the finished episode is in `ts.info["final_obs"]`
-    (needed to bootstrap after a truncation). `ts.info["episode_return"]` / `["episode_length"]`
-    hold the finished episode's statistics where `ts.info["episode_done"]` is true.
+    `avail_actions`); the last observation of the finished episode is in `ts.info["final_obs"]`,
+    its global state in `["final_state"]` and its action mask in `["final_avail_actions"]` (needed to
+    bootstrap after a truncation). `ts.info["episode_return"]` (the sum of `team_reward` over the
+    episode) / `["episode_length"]` hold the finished episode's statistics where
+    `ts.info["episode_done"]` is true.
 
     Under `vmap` a reset is computed at every step and selected where an episode ended. An env can
     make that cheaper with two optional methods: `reset_state(key) -> state` (the state `reset(key)`
@@ -109,7 +141,7 @@ class AutoReset:
     def step(self, key, state: AutoResetState, actions):
         key_step, key_reset = split_key(key)
         env_state, ts = self.env.step(key_step, state.env_state, actions)
-        ep_return = state.episode_return + ts.reward[0]
+        ep_return = state.episode_return + team_reward(self.spec, ts.reward)
         ep_length = state.episode_length + 1
         done = ts.done
         if self._observe_once:
@@ -139,6 +171,7 @@ class AutoReset:
         info.update(
             final_obs=ts.obs,
             final_state=ts.global_state,
+            final_avail_actions=ts.avail_actions,
             episode_return=ep_return.astype(jnp.float32),
             episode_length=ep_length.astype(jnp.int32),
             episode_done=jnp.asarray(done, bool),

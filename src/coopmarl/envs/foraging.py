@@ -26,7 +26,8 @@ Rules (those of `lbforaging.foraging.environment.ForagingEnv`; positions are (ro
   the library's contract for cooperative envs: the team reward repeated for every agent) `reward[i]` is
   the sum of the agents' rewards, the team reward EPyMARL trains on for LBF (`reward_scalarisation="sum"`);
   a fully collected episode then returns 1 (less penalties). `common_reward=False` gives lbforaging's
-  per-agent rewards in `reward`. Either way `info["agent_reward"]` holds the per-agent rewards.
+  per-agent rewards in `reward`, and `spec.reward_scalarisation = "sum"` makes the team's reward (every
+  logged team return) their sum, as EPyMARL's. Either way `info["agent_reward"]` holds the per-agent rewards.
 - The episode terminates when all food is collected and is truncated after `time_limit` steps (50).
 - Observation of agent i (`3 * n_foods + 3 * n_agents` floats): (row, col, level) of every visible food
   in row-major order of position, padded with (-1, -1, 0), then (row, col, level) of every visible
@@ -55,6 +56,7 @@ against the package, step by step).
 
 from __future__ import annotations
 
+import math
 import re
 from functools import partial
 from typing import Any
@@ -66,8 +68,11 @@ from flax import struct
 
 from coopmarl.envs.core import EnvSpec, TimeStep
 from coopmarl.envs.registry import register_env
+from coopmarl.errors import ParamError
+from coopmarl.ranges import INT32_MAX, total_error
 
 NONE, NORTH, SOUTH, WEST, EAST, LOAD = range(6)
+MAX_GRID_SIZE = math.isqrt(INT32_MAX)  # 46340: cell indices row * grid_size + col are int32
 ACTION_NAMES = ("none", "north", "south", "west", "east", "load")
 # (d_row, d_col) of each action; NONE and LOAD stay
 _DELTAS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]], dtype=np.int32)
@@ -107,35 +112,43 @@ class Foraging:
                force_coop: bool = False, penalty: float = 0.0, sight: int | None = None,
                time_limit: int = 50, common_reward: bool = True, name: str = "foraging",
                params: tuple = ()) -> "Foraging":
-        if grid_size < 3:
-            raise ValueError(f"foraging grid_size must be >= 3 (food spawns off the border), got {grid_size}")
-        if not 1 <= n_agents <= grid_size * grid_size:
-            raise ValueError(f"foraging n_agents must be in [1, grid_size^2 = {grid_size**2}], got {n_agents}")
-        if n_foods < 1:
-            raise ValueError(f"foraging n_foods must be >= 1, got {n_foods}")
+        check_sizes(grid_size, n_agents, n_foods)
         if not 1 <= min_player_level <= max_player_level:
-            raise ValueError(f"foraging needs 1 <= min_player_level <= max_player_level, got "
+            raise ParamError(f"foraging needs 1 <= min_player_level <= max_player_level, got "
                              f"{min_player_level}, {max_player_level}")
         if min_food_level < 1:
-            raise ValueError(f"foraging min_food_level must be >= 1, got {min_food_level}")
+            raise ParamError(f"foraging min_food_level must be an integer >= 1, got {min_food_level}")
         if max_food_level is not None and max_food_level < min_food_level:
-            raise ValueError(f"foraging needs min_food_level <= max_food_level, got {min_food_level}, {max_food_level}")
+            raise ParamError(f"foraging needs min_food_level <= max_food_level, got {min_food_level}, {max_food_level}")
         if max_food_level is None and min_food_level > min_player_level * min(3, n_agents):
-            raise ValueError(
+            raise ParamError(
                 f"foraging min_food_level={min_food_level} exceeds the smallest possible default food cap "
                 f"(sum of the three lowest agent levels, here >= {min_player_level * min(3, n_agents)}); "
                 "lower it or set max_food_level")
+        # the reward's integer arithmetic (int32): level x food level over loaders' levels x food spawned
+        food_cap = max_player_level * min(3, n_agents) if max_food_level is None else max_food_level
+        if n_agents * max_player_level * n_foods * food_cap > INT32_MAX:
+            raise ParamError(
+                f"foraging levels too large: the reward's normaliser (loading agents' levels x total food level) can "
+                f"reach n_agents·max_player_level·n_foods·(largest food level) = {n_agents} x {max_player_level} x "
+                f"{n_foods} x {food_cap}, beyond int32's range ({INT32_MAX}); use smaller levels")
         if sight is not None and sight < 0:
-            raise ValueError(f"foraging sight must be None, 0 (full grid) or positive, got {sight}")
+            raise ParamError(f"foraging sight must be None, 0 (full grid) or a positive integer, got {sight}")
         if time_limit < 1:
-            raise ValueError(f"foraging time_limit must be >= 1, got {time_limit}")
-        if not np.isfinite(penalty):
-            raise ValueError(f"foraging penalty must be finite, got {penalty}")
+            raise ParamError(f"foraging time_limit must be an integer >= 1, got {time_limit}")
+        if not (np.isfinite(penalty) and penalty >= 0):
+            raise ParamError(f"foraging penalty must be a finite number >= 0 (subtracted from the reward of each agent "
+                             f"in a failed load), got {penalty}")
+        too_large = total_error("an episode's team return", n_agents * float(penalty) * time_limit,
+                                "foraging penalty, n_agents and time_limit")
+        if too_large:
+            raise ParamError(too_large)
         full = sight is None or sight == 0 or sight >= grid_size
         spec = EnvSpec(
             name=name, n_agents=n_agents, obs_dim=3 * (n_foods + n_agents),
             state_dim=3 * (n_foods + n_agents) + 1, action_kind="discrete", n_actions=6,
             horizon=int(time_limit), params=tuple(params),
+            reward_scalarisation="shared" if common_reward else "sum",  # the team's reward: the sum either way
         )
         return cls(spec=spec, grid_size=int(grid_size), n_foods=int(n_foods),
                    min_player_level=int(min_player_level), max_player_level=int(max_player_level),
@@ -364,6 +377,31 @@ class Foraging:
         return img
 
 
+def check_sizes(grid_size: int, n_agents: int, n_foods: int) -> None:
+    """ParamError unless the grid holds the agents and foods a reset spawns (see the module docstring): food
+    spawns only on the (grid_size - 2)^2 inner cells (off the border) that no agent occupies, and never in a
+    2x2 block with another food (no two foods may be adjacent to one cell)."""
+    if not 3 <= grid_size <= MAX_GRID_SIZE:
+        raise ParamError(f"foraging grid_size must be an integer in [3, {MAX_GRID_SIZE}] (food spawns off the border; "
+                         f"cell indices grid_size^2 must fit int32), got {grid_size}")
+    if n_agents < 1 or n_foods < 1:
+        raise ParamError(f"foraging n_agents and n_foods must be integers >= 1, got {n_agents}, {n_foods}")
+    inner = (grid_size - 2) ** 2
+    if n_agents >= inner:
+        raise ParamError(
+            f"foraging: n_agents={n_agents} agents do not leave room for food on a {grid_size}x{grid_size} grid: food "
+            f"spawns only on the {inner} inner cell(s) (off the border) that no agent occupies, so a reset could "
+            f"spawn no food at all and the episode would be over before it starts; n_agents must be < "
+            f"(grid_size - 2)^2 = {inner}: use fewer agents or a larger grid_size")
+    most = math.ceil((grid_size - 2) / 2) ** 2
+    if n_foods > most:
+        raise ParamError(
+            f"foraging: n_foods={n_foods} foods cannot fit on a {grid_size}x{grid_size} grid: food spawns only on "
+            f"the {grid_size - 2}x{grid_size - 2} inner cells (off the border), at most one per 2x2 block of them "
+            f"(no two foods may be adjacent to one cell), so at most {most} fit; use n_foods <= {most} or a larger "
+            "grid_size")
+
+
 def _uniform_int(u, low, high):
     """Integers uniform in [low, high] (inclusive) from uniforms u in [0, 1)."""
     return jnp.minimum(low + jnp.floor(u * (high - low + 1)).astype(jnp.int32), high).astype(jnp.int32)
@@ -396,12 +434,14 @@ def _fill_slots(rank, vals, n_slots):
 
 # --- registration -----------------------------------------------------------------------------------
 
+LBF_REWARD_SCALARISATION = "shared (common_reward=false: sum)"
+
 
 @register_env(
     "foraging",
     "Level-Based Foraging (lbforaging 2.0 rules): agents and food with levels on a grid; team reward = sum of "
     "lbforaging's per-agent rewards (common_reward=False: per agent)",
-    ("grid",),
+    ("grid",), reward_scalarisation=LBF_REWARD_SCALARISATION,
 )
 def foraging(grid_size: int = 8, n_agents: int = 2, n_foods: int = 2, min_player_level: int = 1,
              max_player_level: int = 2, min_food_level: int = 1, max_food_level: int | None = None,
@@ -466,4 +506,5 @@ def _describe(task_id: str) -> str:
 
 
 for _task_id in dict.fromkeys(MAOSQL_TASKS + EPYMARL_TASKS):
-    register_env(f"lbf:{_task_id}", _describe(_task_id), ("grid", "lbf"))(_task(_task_id))
+    register_env(f"lbf:{_task_id}", _describe(_task_id), ("grid", "lbf"),
+                 reward_scalarisation=LBF_REWARD_SCALARISATION)(_task(_task_id))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from coopmarl.envs.registry import register_env
-from coopmarl.envs.tabular import TabularGame, load_game
+from coopmarl.envs.tabular import TabularGame, check_game_size, load_game
+from coopmarl.errors import ParamError
 
 # ROMMEO §5.1 / Claus & Boutilier (1998). The ROMMEO text prints (5, 3) for (C, C); the standard
 # matrix and the authors' code use 5 (REFERENCE.md), which we follow.
@@ -52,6 +53,8 @@ def climbing(horizon: int = 1, discount: float = 1.0) -> TabularGame:
 
 @register_env("penalty", "Claus & Boutilier penalty game [[10,0,k],[0,2,0],[k,0,10]], k <= 0", ("tabular",))
 def penalty(k: float = -100.0, horizon: int = 1, discount: float = 1.0) -> TabularGame:
+    if k > 0:
+        raise ParamError(f"penalty: k must be a finite number <= 0 (the penalty for miscoordinating), got {k!r}")
     payoff = np.array([[10.0, 0.0, k], [0.0, 2.0, 0.0], [k, 0.0, 10.0]])
     return TabularGame.matrix(payoff, horizon, discount, "penalty", _params(k=k, horizon=horizon, discount=discount))
 
@@ -64,19 +67,24 @@ def ro_matrix(horizon: int = 10, discount: float = 1.0) -> TabularGame:
 @register_env("tensor", "MAOSQL Table 3: reward by the number of agents on the target action (action 0)", ("tabular",))
 def tensor(n_agents: int = 3, n_actions: int = 3, rewards: tuple[float, ...] | None = None,
            horizon: int = 10, discount: float = 1.0) -> TabularGame:
-    if n_agents < 1 or n_actions < 2:
-        raise ValueError(f"tensor game needs n_agents >= 1 and n_actions >= 2, got {n_agents}, {n_actions}")
+    if n_agents < 1:
+        raise ParamError(f"tensor: n_agents must be an integer >= 1, got {n_agents}")
+    if n_actions < 2:
+        raise ParamError(f"tensor: n_actions must be an integer >= 2 (the target action and another), got {n_actions}")
+    check_game_size("tensor", 1, n_agents, n_actions, horizon)
     if rewards is None:
         if n_agents != 3:
-            raise ValueError(
+            raise ParamError(
                 f"the paper gives the tensor game's rewards only for 3 agents; for n_agents={n_agents} pass "
                 f"rewards=r0,r1,...,r{n_agents} (reward when 0..n agents take the target action)"
             )
         rewards = TENSOR_REWARDS
     if len(rewards) != n_agents + 1:
-        raise ValueError(f"tensor game rewards must have n_agents + 1 = {n_agents + 1} entries, got {len(rewards)}")
-    grids = np.meshgrid(*[np.arange(n_actions)] * n_agents, indexing="ij")
-    on_target = sum((g == 0).astype(int) for g in grids)
+        raise ParamError(f"tensor: rewards must have n_agents + 1 = {n_agents + 1} entries, got {len(rewards)}")
+    # the number of agents on the target action, one broadcast axis per agent
+    target = np.arange(n_actions) == 0
+    on_target = sum(target.reshape((-1,) + (1,) * (n_agents - 1 - i)).astype(np.int32) for i in range(n_agents))
+    on_target = np.broadcast_to(on_target, (n_actions,) * n_agents)
     payoff = np.asarray(rewards, dtype=np.float64)[on_target]
     return TabularGame.matrix(
         payoff, horizon, discount, "tensor",
@@ -125,13 +133,12 @@ def random_game_arrays(n_states: int, n_agents: int, n_actions: int, seed: int):
 )
 def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: int = 5, seed: int = 0,
                            discount: float = 1.0) -> TabularGame:
-    if min(n_states, n_agents, n_actions) < 1:
-        raise ValueError("random-stochastic-game needs n_states, n_agents, n_actions >= 1")
-    if n_states * n_actions**n_agents * n_states > 400_000_000:
-        raise ValueError(
-            f"random-stochastic-game with {n_states} states and {n_actions}^{n_agents} joint actions needs a "
-            f"transition tensor of {n_states * n_actions**n_agents * n_states:,} floats; the limit is 400M"
-        )
+    for name, value in (("n_states", n_states), ("n_agents", n_agents), ("n_actions", n_actions)):
+        if value < 1:
+            raise ParamError(f"random-stochastic-game: {name} must be an integer >= 1, got {value}")
+    if seed < 0:
+        raise ParamError(f"random-stochastic-game: seed must be an integer >= 0, got {seed}")
+    check_game_size("random-stochastic-game", n_states, n_agents, n_actions, horizon=n_states)
     reward, transition = random_game_arrays(n_states, n_agents, n_actions, seed)
     initial = np.eye(n_states, dtype=np.float32)[0]
     return TabularGame.create(

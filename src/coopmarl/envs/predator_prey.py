@@ -60,6 +60,7 @@ hares=[...], frozen=[...], time=0)` builds a state; `env.observe(state)` its Tim
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax
@@ -69,8 +70,11 @@ from flax import struct
 
 from coopmarl.envs.core import EnvSpec, TimeStep
 from coopmarl.envs.registry import register_env
+from coopmarl.errors import ParamError
+from coopmarl.ranges import INT32_MAX, total_error
 
 RIGHT, DOWN, LEFT, UP, STAY, CATCH = range(6)
+MAX_GRID_SIZE = math.isqrt(INT32_MAX)  # 46340: cell indices row * grid_size + col are int32
 ACTION_NAMES = ("right", "down", "left", "up", "stay", "catch")
 # (d_row, d_col) per action; stay and catch do not move
 _DROW = np.array([0, 1, 0, -1, 0, 0], np.int32)
@@ -111,25 +115,43 @@ class PredatorPrey:
                punishment: float = 0.0, stag_reward: float = 10.0, hare_reward: float = 1.0,
                agents_to_catch_stag: int = 2, agents_to_catch_hare: int = 1, time_limit: int = 200,
                sight: int = 2, name: str = "predator-prey", params: tuple = ()) -> "PredatorPrey":
-        if grid_size < 1:
-            raise ValueError(f"predator-prey grid_size must be >= 1, got {grid_size}")
+        if not 1 <= grid_size <= MAX_GRID_SIZE:
+            raise ParamError(f"predator-prey grid_size must be an integer in [1, {MAX_GRID_SIZE}] (cell indices "
+                             f"grid_size^2 must fit int32), got {grid_size}")
         if n_agents < 1:
-            raise ValueError(f"predator-prey needs n_agents >= 1, got {n_agents}")
+            raise ParamError(f"predator-prey n_agents must be an integer >= 1, got {n_agents}")
         if n_stags < 0 or n_hares < 0 or n_stags + n_hares < 1:
-            raise ValueError(f"predator-prey needs n_stags, n_hares >= 0 and at least one prey, got "
+            raise ParamError(f"predator-prey needs n_stags, n_hares >= 0 and at least one prey, got "
                              f"n_stags={n_stags}, n_hares={n_hares}")
         if n_agents + n_stags + n_hares > grid_size**2:
-            raise ValueError(f"predator-prey: {n_agents} agents + {n_stags} stags + {n_hares} hares do not fit "
-                             f"on a {grid_size}x{grid_size} grid ({grid_size**2} cells)")
-        if agents_to_catch_stag < 1 or agents_to_catch_hare < 1:
-            raise ValueError("predator-prey agents_to_catch_stag and agents_to_catch_hare must be >= 1")
+            raise ParamError(f"predator-prey: {n_agents} agents + {n_stags} stags + {n_hares} hares do not fit "
+                             f"on a {grid_size}x{grid_size} grid ({grid_size**2} cells; every entity starts on a cell "
+                             "of its own): use fewer of them or a larger grid_size")
+        for prey, needed, count in (("stag", agents_to_catch_stag, n_stags), ("hare", agents_to_catch_hare, n_hares)):
+            most = min(4, n_agents)  # a prey has 4 neighbouring cells
+            if needed < 1 or (count > 0 and needed > most):
+                raise ParamError(
+                    f"predator-prey agents_to_catch_{prey} must be an integer in [1, {most}], got {needed}: catchers "
+                    f"stand on the 4 cells next to a {prey} and there are n_agents={n_agents}, so no {prey} could "
+                    "ever be caught")
         if time_limit < 1:
-            raise ValueError(f"predator-prey time_limit must be >= 1, got {time_limit}")
-        if sight < 0:
-            raise ValueError(f"predator-prey sight must be >= 0, got {sight}")
+            raise ParamError(f"predator-prey time_limit must be an integer >= 1, got {time_limit}")
+        if not 0 <= sight < grid_size:
+            raise ParamError(f"predator-prey sight must be an integer in [0, grid_size - 1 = {grid_size - 1}], got "
+                             f"{sight}: from any cell, sight grid_size - 1 already sees the whole grid, and a larger "
+                             "window adds only cells outside it (always 0)")
         for what, v in (("punishment", punishment), ("stag_reward", stag_reward), ("hare_reward", hare_reward)):
             if not np.isfinite(v):
-                raise ValueError(f"predator-prey {what} must be finite, got {v}")
+                raise ParamError(f"predator-prey {what} must be a finite number, got {v}")
+        if punishment > 0:
+            raise ParamError(f"predator-prey punishment must be a finite number <= 0 (added to the team reward for "
+                             f"each miscapture), got {punishment}")
+        episode = (n_stags * abs(stag_reward) + n_hares * abs(hare_reward)
+                   + time_limit * (n_stags + n_hares) * abs(punishment))
+        too_large = total_error("an episode's return", episode,
+                                "predator-prey stag_reward, hare_reward or punishment (with the prey and time_limit)")
+        if too_large:
+            raise ParamError(too_large)
         window = 2 * sight + 1
         spec = EnvSpec(name=name, n_agents=n_agents, obs_dim=window * window * 3, state_dim=grid_size**2 * 3,
                        action_kind="discrete", n_actions=6, horizon=time_limit, params=tuple(params))

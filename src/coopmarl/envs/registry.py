@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from coopmarl.errors import ParamError, UnknownNameError, did_you_mean  # noqa: F401  (re-exported)
 from coopmarl.plugins import discover
+from coopmarl.ranges import unrepresentable
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class EnvEntry:
     params: tuple[Param, ...]
     tags: tuple[str, ...] = ()
     prefix: bool = False  # a family "name:ARG" whose constructor takes the ARG string first
+    # how its reward [N] becomes the team's (EnvSpec.reward_scalarisation), as `coopmarl list envs` shows it:
+    # one of core.REWARD_SCALARISATIONS, optionally followed by a note on parameters that change it
+    reward_scalarisation: str = "shared"
 
 
 _ENVS: dict[str, EnvEntry] = {}
@@ -49,14 +53,25 @@ def params_of(fn) -> tuple[Param, ...]:
     return tuple(out)
 
 
-def register_env(name: str, description: str, tags: tuple[str, ...] = (), prefix: bool = False):
+def register_env(name: str, description: str, tags: tuple[str, ...] = (), prefix: bool = False,
+                 reward_scalarisation: str = "shared"):
+    """Register `fn` as environment `name`. `reward_scalarisation` declares, for listings, how the env's
+    reward [N] becomes the team's: "shared" (default), "sum" or "mean", optionally followed by a note
+    where a parameter changes it, e.g. "shared (common_reward=false: sum)"; the built env's
+    `spec.reward_scalarisation` is the one the library uses."""
+    from coopmarl.envs.core import REWARD_SCALARISATIONS
+
+    if reward_scalarisation.split(" ", 1)[0] not in REWARD_SCALARISATIONS:
+        raise ValueError(f"environment {name!r}: reward_scalarisation must start with one of "
+                         f"{', '.join(REWARD_SCALARISATIONS)}, got {reward_scalarisation!r}")
+
     def deco(fn):
         if name in _ENVS:
             raise ValueError(f"environment {name!r} registered twice")
         params = params_of(fn)
         if prefix:
             params = params[1:]  # the first argument is the text after "name:"
-        _ENVS[name] = EnvEntry(name, description, fn, params, tuple(tags), prefix)
+        _ENVS[name] = EnvEntry(name, description, fn, params, tuple(tags), prefix, reward_scalarisation)
         return fn
 
     return deco
@@ -121,6 +136,8 @@ def coerce(value: Any, typ: Any, what: str) -> Any:
 
 
 def bind_params(entry_name: str, params: tuple[Param, ...], given: dict[str, Any], kind: str = "environment") -> dict:
+    """`given` coerced to the parameters' types; a number compiled code cannot hold (nan, inf, beyond float32 or
+    int32, also inside a tuple) is refused here, for every parameter of every env (`coopmarl.ranges`)."""
     valid = {p.name: p for p in params}
     out = {}
     for k, v in given.items():
@@ -129,7 +146,12 @@ def bind_params(entry_name: str, params: tuple[Param, ...], given: dict[str, Any
             raise ParamError(
                 f"unknown parameter {k!r} for {kind} {entry_name!r}.{did_you_mean(k, valid)} Valid parameters: {choices}"
             )
-        out[k] = coerce(v, valid[k].type, f"{kind} {entry_name!r} parameter {k!r}")
+        what = f"{kind} {entry_name!r} parameter {k!r}"
+        out[k] = coerce(v, valid[k].type, what)
+        for number in out[k] if isinstance(out[k], tuple) else (out[k],):
+            error = unrepresentable(k, number, what)
+            if error:
+                raise ParamError(error)
     return out
 
 

@@ -16,6 +16,7 @@ as arguments (no giant constants baked into compiled programs).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -24,35 +25,72 @@ import numpy as np
 from flax import struct
 
 from coopmarl.envs.core import EnvSpec, TimeStep
-from coopmarl.errors import GameValidationError  # noqa: F401  (re-exported)
+from coopmarl.errors import GameValidationError, ParamError
+from coopmarl.ranges import FLOAT32_MAX, INT32_MAX
 
 _ATOL = 1e-4
+# The most entries a game's tables may have: the transition tensor [S, A**N, S] and the exact solver's
+# Q table per stage [H, S, A**N] (1.6 GB each in float32).
+MAX_TABLE_ENTRIES = 400_000_000
 
 
 def _first_bad_index(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
+def _real_array(name: str, value) -> np.ndarray:
+    """`value` as a float64 array, refusing what is not real numbers (strings, complex, objects, ragged lists)."""
+    try:
+        array = np.asarray(value)
+    except ValueError as e:  # e.g. a ragged nested list
+        raise GameValidationError(f"{name} must be an array of real numbers ({e})") from None
+    if array.dtype.kind not in "biuf":
+        raise GameValidationError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def check_game_size(game: str, n_states: int, n_agents: int, n_actions: int, horizon: int = 1) -> None:
+    """ParamError unless a game of this size keeps its tables within MAX_TABLE_ENTRIES: the transition
+    tensor [S, A**N, S] and the exact solver's per-stage Q [H, S, A**N]. Judged on logarithms first, so an
+    absurd n_agents is refused without computing A**N."""
+    largest = max(n_states, horizon)
+    log_entries = math.log(n_states) + math.log(largest) + n_agents * math.log(n_actions)
+    if log_entries > math.log(MAX_TABLE_ENTRIES) + 1e-9 or n_states * largest * n_actions**n_agents > MAX_TABLE_ENTRIES:
+        raise ParamError(
+            f"{game} is too large with n_states={n_states}, n_agents={n_agents}, n_actions={n_actions} and horizon="
+            f"{horizon}: its transition tensor (S x A^N x S) or the exact solver's Q tables (H x S x A^N) would hold "
+            f"more than {MAX_TABLE_ENTRIES:,} values")
+
+
 def validate_arrays(reward, transition, initial, horizon, discount):
-    """Check shapes and probabilities; return float32 numpy arrays. Raises GameValidationError."""
-    reward = np.asarray(reward, dtype=np.float64)
+    """Check dtypes, shapes, ranges and probabilities; return float32 numpy arrays. Raises GameValidationError."""
+    reward = _real_array("reward", reward)
     if reward.ndim < 2:
         raise GameValidationError(
             f"reward must have shape [S, A, ..., A] (one axis per agent), got shape {reward.shape}; "
             "use TabularGame.matrix(payoff) for a one-state matrix game"
         )
     n_states, action_axes = reward.shape[0], reward.shape[1:]
+    if reward.size == 0:
+        raise GameValidationError(
+            f"reward has shape {reward.shape}: a game needs at least one state and one action per agent")
     if len(set(action_axes)) != 1:
         raise GameValidationError(
             f"reward has action axes {action_axes}: every agent must have the same number of actions"
         )
     if not np.all(np.isfinite(reward)):
         raise GameValidationError(f"reward has a non-finite entry at index {_first_bad_index(~np.isfinite(reward))}")
+    too_large = np.abs(reward) > FLOAT32_MAX
+    if too_large.any():
+        idx = _first_bad_index(too_large)
+        raise GameValidationError(
+            f"reward[{', '.join(map(str, idx))}] = {reward[idx]:g} is beyond float32's range "
+            f"(|reward| <= {FLOAT32_MAX:.4g}); rewards are float32")
     if transition is None:
         if n_states != 1:
             raise GameValidationError("transition is required when the game has more than one state")
         transition = np.ones(reward.shape + (1,))
-    transition = np.asarray(transition, dtype=np.float64)
+    transition = _real_array("transition", transition)
     if transition.shape != reward.shape + (n_states,):
         raise GameValidationError(
             f"transition must have shape reward.shape + (S,) = {reward.shape + (n_states,)}, got {transition.shape}"
@@ -72,7 +110,7 @@ def validate_arrays(reward, transition, initial, horizon, discount):
         )
     if initial is None:
         initial = np.eye(n_states)[0]
-    initial = np.asarray(initial, dtype=np.float64)
+    initial = _real_array("initial", initial)
     if initial.shape != (n_states,):
         raise GameValidationError(f"initial must have shape (S,) = ({n_states},), got {initial.shape}")
     bad = ~np.isfinite(initial) | (initial < 0)
@@ -82,7 +120,22 @@ def validate_arrays(reward, transition, initial, horizon, discount):
         raise GameValidationError(f"initial sums to {initial.sum():.6g}, not 1")
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise GameValidationError(f"horizon must be a positive integer, got {horizon!r}")
-    if not (0.0 <= float(discount) <= 1.0):
+    if horizon > INT32_MAX:
+        raise GameValidationError(f"horizon must be an integer <= {INT32_MAX} (steps are counted in int32), "
+                                  f"got {horizon}")
+    n_joint = reward[0].size
+    if int(horizon) * n_states * n_joint > MAX_TABLE_ENTRIES:
+        raise GameValidationError(
+            f"horizon={horizon} is too long for this game: the exact solver keeps a Q table per stage, "
+            f"{horizon} x {n_states} state(s) x {n_joint} joint actions = {int(horizon) * n_states * n_joint:,} "
+            f"values, more than {MAX_TABLE_ENTRIES:,}")
+    r_max = float(np.abs(reward).max())
+    if r_max * int(horizon) > FLOAT32_MAX:
+        raise GameValidationError(
+            f"rewards up to {r_max:g} over a horizon of {horizon} steps give returns beyond float32's range "
+            f"({FLOAT32_MAX:.4g}); use smaller rewards or a shorter horizon")
+    if isinstance(discount, bool) or not isinstance(discount, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(discount) <= 1.0:
         raise GameValidationError(f"discount must be in [0, 1], got {discount!r}")
     transition = transition / transition.sum(-1, keepdims=True)
     initial = initial / initial.sum()
@@ -198,20 +251,28 @@ def load_game(path: str, horizon: int | None = None, discount: float | None = No
     content (`sha256`), so a run directory's config.yaml names exactly the game it was trained on and a
     changed file is refused when the run is rebuilt (`coopmarl eval`, `render --run`)."""
     import hashlib
+    import io
     import os
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such game file: {path!r} (expected an .npz with arrays reward, transition[, initial])")
     if not os.path.isfile(path):
         raise GameValidationError(f"{path!r} is not a file (expected an .npz with arrays reward, transition[, initial])")
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
     try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:  # not an .npz (or a truncated one): one clear error
-        raise GameValidationError(f"{path}: cannot read it as an .npz of arrays ({type(e).__name__}: {e})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as e:  # e.g. no permission to read it
+        raise GameValidationError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    digest = hashlib.sha256(content).hexdigest()
+    if content.startswith(b"\x93NUMPY"):
         raise GameValidationError(f"{path}: expected an .npz (several named arrays), got a single .npy array")
+    if not content.startswith(b"PK"):
+        raise GameValidationError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays, as numpy.savez "
+                                  "writes; this file does not start like one)")
+    try:
+        data = np.load(io.BytesIO(content), allow_pickle=False)  # the bytes hashed above, not a second read
+    except Exception as e:  # a truncated or damaged archive: one clear error
+        raise GameValidationError(f"{path}: cannot read it as an .npz of arrays ({type(e).__name__}: {e})") from None
     with data:
         keys = set(data.files)
         if "reward" not in keys:
@@ -228,19 +289,26 @@ def load_game(path: str, horizon: int | None = None, discount: float | None = No
             raise GameValidationError(f"{path}: cannot read its arrays ({type(e).__name__}: {e})") from None
     horizon = file_horizon if horizon is None else horizon
     discount = file_discount if discount is None else discount
-    return TabularGame.create(
-        reward, transition, initial, horizon=horizon, discount=discount, name=f"tabular:{path}",
-        params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest)),
-    )
+    try:
+        return TabularGame.create(
+            reward, transition, initial, horizon=horizon, discount=discount, name=f"tabular:{path}",
+            params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest)),
+        )
+    except GameValidationError as e:  # name the file the bad array came from
+        raise GameValidationError(f"{path}: {e}") from None
 
 
 def _scalar(data, key: str, kind, default, path: str):
-    """An optional scalar member of a game file (`horizon`, `discount`), checked to be one number."""
+    """An optional scalar member of a game file (`horizon`, `discount`), checked to be one finite number (a whole
+    one for `kind` int); its range is checked with the game's."""
     if key not in data.files:
         return default
     value = np.asarray(data[key])
-    if value.shape != () or not np.isfinite(value):
-        raise GameValidationError(f"{path}: {key!r} must be one finite number, got an array of shape {value.shape}")
-    if kind is int and float(value) != int(value):
-        raise GameValidationError(f"{path}: {key!r} must be a whole number, got {float(value)}")
+    if value.shape != () or value.dtype.kind not in "iuf":
+        raise GameValidationError(f"{path}: {key!r} must be one number, got an array of dtype {value.dtype} and "
+                                  f"shape {value.shape}")
+    if not np.isfinite(value):
+        raise GameValidationError(f"{path}: {key!r} must be a finite number, got {value.item()}")
+    if kind is int and not float(value).is_integer():
+        raise GameValidationError(f"{path}: {key!r} must be a whole number, got {value.item()}")
     return kind(value)

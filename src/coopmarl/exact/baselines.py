@@ -326,6 +326,7 @@ class FMQConfig(BoltzmannFields, UniformInitFields, TabularLearnerConfig):
     def __post_init__(self):
         super().__post_init__()
         fields.in_unit_interval(self, "lr", open_low=True)
+        fields.at_least(self, 0.0, "c")
 
 
 class FMQState(NamedTuple):
@@ -414,8 +415,10 @@ class WoLFPHCConfig(EpsilonFields, UniformInitFields, DecayingRateFields, Tabula
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0.0 < self.delta_win < self.delta_lose:
-            raise ValueError(f"WoLF needs 0 < delta_win < delta_lose, got {self.delta_win}, {self.delta_lose}")
+        fields.positive(self, "delta_win")
+        if not self.delta_win < self.delta_lose:
+            raise ValueError(f"WoLF needs delta_win < delta_lose (learn faster when losing), got delta_win="
+                             f"{self.delta_win}, delta_lose={self.delta_lose}")
 
 
 class WoLFPHCState(NamedTuple):

@@ -93,15 +93,17 @@ class DPOExactConfig(AlgoConfig):
         h = self.horizon
         positive_int = isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
         if h != "game" and h is not None and not positive_int:
-            raise ValueError(f"horizon must be 'game', None or a positive int, got {self.horizon!r}")
+            raise ValueError(f"horizon must be 'game', None or an integer >= 1, got {self.horizon!r}")
         fields.at_least(self, 0.0, "C")
-        if self.m_hat is not None and self.m_hat < 0:
-            raise ValueError(f"m_hat must be >= 0, got {self.m_hat}")
+        if self.m_hat is not None:
+            fields.at_least(self, 0.0, "m_hat")
         fields.positive(self, "init_concentration")
-        if self.discount is not None and not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"discount must be in [0, 1], got {self.discount}")
-        if self.n_grid < 3 or self.n_refine < 3 or self.refine_rounds < 0 or not self.grid_lo < self.grid_hi:
-            raise ValueError("need n_grid >= 3, n_refine >= 3, refine_rounds >= 0 and grid_lo < grid_hi")
+        if self.discount is not None:
+            fields.in_unit_interval(self, "discount")
+        fields.at_least(self, 3, "n_grid", "n_refine")
+        fields.at_least(self, 0, "refine_rounds")
+        if not self.grid_lo < self.grid_hi:
+            raise ValueError(f"grid_hi must be a finite number > grid_lo ({self.grid_lo}), got {self.grid_hi}")
 
 
 class DPOExactState(NamedTuple):

@@ -27,6 +27,7 @@ import numpy as np
 
 from coopmarl.envs.core import EnvSpec, TimeStep
 from coopmarl.envs.registry import ParamError, did_you_mean, register_env
+from coopmarl.ranges import INT32_MAX
 
 INSTALL_HINT = "the SMAX bridge needs JaxMARL: pip install 'coopmarl[jaxmarl]' (or pip install jaxmarl)"
 
@@ -55,6 +56,8 @@ class SMAX:
 
         if map_name not in MAP_NAME_TO_SCENARIO:
             raise ParamError(f"unknown SMAX map {map_name!r}. Valid maps: {', '.join(sorted(MAP_NAME_TO_SCENARIO))}")
+        if not 1 <= max_steps < INT32_MAX:  # the horizon, max_steps + 1, is an int32
+            raise ParamError(f"SMAX max_steps must be an integer in [1, {INT32_MAX - 1}], got {max_steps}")
         self.env = jaxmarl.make("HeuristicEnemySMAX", scenario=map_name_to_scenario(map_name), max_steps=max_steps,
                                 **smax_kwargs)
         self.inner = self.env._env

@@ -326,7 +326,7 @@ class PettingZooEnv:
     "any PettingZoo ParallelEnv as a host (non-JAX) env (pettingzoo:MODULE, e.g. pettingzoo:mpe2.simple_spread_v3; "
     "env parameters via kwargs, e.g. env.kwargs=\"N=4,max_cycles=50\"); team reward = mean of the agents' rewards; "
     "needs the pettingzoo extra",
-    ("bridge", "host"), prefix=True,
+    ("bridge", "host"), prefix=True, reward_scalarisation="shared (their mean)",
 )
 def pettingzoo(module: str, kwargs: dict | None = None) -> PettingZooEnv:
     return PettingZooEnv(module, kwargs)

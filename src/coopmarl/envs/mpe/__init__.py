@@ -15,6 +15,7 @@ from __future__ import annotations
 from coopmarl.envs.mpe.env import Circle, Line, ParticleEnv, ParticleState, Spread
 from coopmarl.envs.mpe.physics import World
 from coopmarl.envs.registry import register_env
+from coopmarl.errors import ParamError
 
 __all__ = ["ParticleEnv", "ParticleState", "Spread", "Line", "Circle", "World"]
 
@@ -27,12 +28,12 @@ def _params(**kw) -> tuple:
     "mpe:spread",
     "MPE simple spread (mpe2 simple_spread_v3, step for step): N agents cover N landmarks, "
     "reward -sum of min distances, -1 per collision (local_ratio mix); DPO uses n_agents=5",
-    ("particle",),
+    ("particle",), reward_scalarisation="shared (their mean)",
 )
 def spread(n_agents: int = 3, max_steps: int = 25, continuous_actions: bool = False, local_ratio: float = 0.5,
            vision: float | None = None) -> ParticleEnv:
     if not 0.0 <= local_ratio <= 1.0:
-        raise ValueError(f"mpe:spread: local_ratio must be in [0, 1], got {local_ratio}")
+        raise ParamError(f"mpe:spread: local_ratio must be a finite number in [0, 1], got {local_ratio}")
     return ParticleEnv.create(
         "mpe:spread", Spread(local_ratio=local_ratio, vision=vision), n_agents, max_steps, continuous_actions,
         _params(n_agents=n_agents, max_steps=max_steps, continuous_actions=continuous_actions,

@@ -41,6 +41,8 @@ from coopmarl.envs.fast_random import split_key, uniform, uniform_concat
 from coopmarl.envs.mpe import physics
 from coopmarl.envs.mpe.matching import min_total_cost
 from coopmarl.envs.mpe.physics import World
+from coopmarl.errors import ParamError
+from coopmarl.ranges import total_error
 
 SLOT_COLOR = (0.6, 0.8, 0.6)
 
@@ -285,11 +287,20 @@ class ParticleEnv:
     def create(cls, name: str, task, n_agents: int, max_steps: int, continuous_actions: bool,
                params: tuple) -> "ParticleEnv":
         if n_agents < 1:
-            raise ValueError(f"{name}: n_agents must be >= 1, got {n_agents}")
+            raise ParamError(f"{name}: n_agents must be an integer >= 1, got {n_agents}")
         if max_steps < 1:
-            raise ValueError(f"{name}: max_steps must be >= 1, got {max_steps}")
-        if task.vision is not None and task.vision <= 0:
-            raise ValueError(f"{name}: vision must be positive (or None for full observation), got {task.vision}")
+            raise ParamError(f"{name}: max_steps must be an integer >= 1, got {max_steps}")
+        if task.vision is not None and not (math.isfinite(task.vision) and task.vision > 0):
+            raise ParamError(f"{name}: vision must be a finite number > 0 (or None for full observation), got "
+                             f"{task.vision}")
+        penalty = getattr(task, "collision_penalty", 0.0)
+        if not (math.isfinite(penalty) and penalty >= 0):
+            raise ParamError(f"{name}: collision_penalty must be a finite number >= 0 (subtracted per overlapping "
+                             f"pair), got {penalty}")
+        too_large = total_error("an episode's collision penalty", penalty * n_agents * max_steps,
+                                f"{name} collision_penalty, n_agents and max_steps")
+        if too_large:
+            raise ParamError(too_large)
         world = World(n_agents=n_agents, n_landmarks=task.n_landmarks(n_agents),
                       agent_size=task.agent_size, landmark_size=task.landmark_size)
         if continuous_actions:
