@@ -262,8 +262,8 @@ def test_same_seed_same_numbers(name):
     init, chunk = build_chunk(algo, game, config, iters=50)
     init, chunk = jax.jit(jax.vmap(init, in_axes=(None, 0))), jax.jit(jax.vmap(chunk, in_axes=(None, 0)))
     keys = jnp.stack([jax.random.PRNGKey(3), jax.random.PRNGKey(3), jax.random.PRNGKey(4)])
-    a, metrics_a = chunk(game, init(game, keys))
-    b, metrics_b = chunk(game, init(game, keys))
+    a, metrics_a, _ = chunk(game, init(game, keys))
+    b, metrics_b, _ = chunk(game, init(game, keys))
     for x, y in zip(jax.tree.leaves((a, metrics_a)), jax.tree.leaves((b, metrics_b))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     state = a[0]

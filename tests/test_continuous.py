@@ -103,7 +103,7 @@ def _lanes(algo, overrides, seeds, steps, env="differential"):
     init_fn, chunk_fn = build_chunk(r.algo, r.env, r.config, iters)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     start = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))(None, keys)
-    carry, metrics = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))(None, start)
+    carry, metrics, _ = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))(None, start)
     return r, start[0], carry[0], jax.device_get(metrics)
 
 

@@ -89,3 +89,19 @@ def test_one_evaluation_path_for_runs_presets_and_action_records():
     actions = greedy_actions(r.algo, r.env, r.config, result.train_state)
     assert actions.shape[:2] == (2, r.env.spec.n_agents)
     assert np.all(actions >= r.env.spec.low) and np.all(actions <= r.env.spec.high)
+
+
+def test_the_compilation_cache_is_written_and_can_be_turned_off(tmp_path):
+    """In fresh processes (JAX fixes its cache folder once it has used it)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import jax, sys; from coopmarl.compilation_cache import enable_compilation_cache as e; "
+            "print(e(min_compile_seconds=0)); jax.jit(lambda x: x * 3 + 1)(jax.numpy.arange(7.0)).block_until_ready()")
+    for switch, expect_files in (("0", False), ("1", True)):
+        env = {**os.environ, "COOPMARL_CACHE_DIR": str(tmp_path / switch), "COOPMARL_COMPILATION_CACHE": switch}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        assert out.strip() == (str(tmp_path / switch) if expect_files else "None")
+        files = [f for f in (tmp_path / switch).rglob("*") if f.is_file()]
+        assert bool(files) == expect_files

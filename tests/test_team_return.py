@@ -6,6 +6,7 @@ episode's end the mask to bootstrap with is the final step's (`final_avail_actio
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
@@ -178,4 +179,41 @@ def test_host_runner_logs_team_returns_and_bootstraps_with_the_final_mask():
     np.testing.assert_array_equal(result.metrics["eval_return"], 12.0)
     np.testing.assert_array_equal(result.metrics["final_mask_at_end"], 1.0)
     np.testing.assert_array_equal(result.metrics["next_mask_within"], 1.0)
+    assert result.metrics["episode_ends"].min() > 0
+
+
+class JaxCountdown:
+    """`Countdown` as a JAX env, for the compiled runner."""
+
+    def __init__(self):
+        self.spec = Countdown().spec
+
+    def _ts(self, t, reward, done):
+        avail = jnp.broadcast_to(jnp.arange(3) == t % 3, (2, 3))
+        return TimeStep(obs=jnp.full((2, 1), t, jnp.float32), global_state=jnp.full((1,), t, jnp.float32),
+                        avail_actions=avail, reward=jnp.asarray(reward, jnp.float32), terminated=jnp.asarray(False),
+                        truncated=jnp.asarray(done), info={})
+
+    def reset(self, key):
+        return jnp.int32(0), self._ts(0, [0.0, 0.0], False)
+
+    def step(self, key, t, actions):
+        t = t + 1
+        return t, self._ts(t, [1.0, 2.0], t >= 4)
+
+
+def _team_reward_probe(state, data, key, *, config):
+    state, metrics = _mask_probe_update(state, data, key, config=config)
+    return state, {**metrics, "team_reward_seen": jnp.mean(data.team_reward)}
+
+
+def test_compiled_runner_bootstraps_with_the_final_mask_and_gives_the_team_reward():
+    """At a time limit the transition's next_avail_actions is the final state's mask (action 1), not the next
+    episode's first (action 0); the batch's team_reward is the env's scalarisation (the sum, 3)."""
+    probe = dataclasses.replace(MASK_PROBE, update=_team_reward_probe)
+    run = coopmarl.RunConfig(total_steps=48, log_points=2, eval_episodes=2, n_seeds=2)
+    result = coopmarl.train(probe, JaxCountdown(), MaskProbeConfig(), run, progress=False)
+    for name, value in [("final_mask_at_end", 1.0), ("next_mask_within", 1.0), ("team_reward_seen", 3.0),
+                        ("train_return", 12.0), ("eval_return", 12.0)]:
+        np.testing.assert_array_equal(result.metrics[name], value, err_msg=name)
     assert result.metrics["episode_ends"].min() > 0

@@ -9,6 +9,7 @@ and does not import JAX:
     coopmarl.list_envs(); coopmarl.list_algos()  # what is registered (built-in and plugins)
     resolved = coopmarl.resolve("qmix", "lbf:5x5-2p-1f-coop", ["total_steps=10000"])
     result = coopmarl.train(resolved.algo, resolved.env, resolved.config, resolved.run)
+    report = coopmarl.aggregate(["runs/"])         # IQM, mean, … with bootstrap CIs over run directories
 """
 
 __version__ = "0.1.0"
@@ -22,7 +23,7 @@ _LAZY = {
     "RunResult": "coopmarl.results",
     "load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "load_run": "coopmarl.outputs",
     "render_run": "coopmarl.render", "train_run": "coopmarl.training", "resume": "coopmarl.training",
-    "ConfigError": "coopmarl.errors",
+    "ConfigError": "coopmarl.errors", "enable_compilation_cache": "coopmarl.compilation_cache", "aggregate": "coopmarl.aggregation",
 }
 
 __all__ = ["__version__", *_LAZY]

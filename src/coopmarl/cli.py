@@ -1,4 +1,4 @@
-"""`coopmarl` command line: list, train, resume, eval, reproduce, solve, render, plot, check-env."""
+"""`coopmarl` command line: list, train, resume, eval, reproduce, solve, render, plot, aggregate, check-env."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ USAGE_EXAMPLES = """examples:
   coopmarl solve three-state
   coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
+  coopmarl aggregate runs/sweep --metric eval_return --out runs/sweep/stats
   coopmarl train qmix lbf:5x5-2p-1f-coop checkpoint_every=10 --out runs/q
   coopmarl resume runs/q
   coopmarl eval runs/q --episodes 100
@@ -274,6 +275,40 @@ def cmd_plot(args):
     return 0
 
 
+def cmd_aggregate(args):
+    """`coopmarl aggregate RUN_OR_DIR…`: IQM, mean, median and optimality gap with stratified bootstrap CIs,
+    probability of improvement and performance profiles (coopmarl.aggregation); prints the tables."""
+    from coopmarl.aggregation import SECTIONS, aggregate
+
+    report = aggregate(args.runs, args.metric, out=args.out, reps=args.reps, profile_reps=args.profile_reps,
+                       seed=args.seed, gap_threshold=args.gap_threshold)
+    settings = report["settings"]
+
+    def estimate(cell, k):
+        return "—" if cell[k] is None else f"{cell[k]:.4g} [{cell[k + '_ci'][0]:.4g}, {cell[k + '_ci'][1]:.4g}]"
+
+    rows = [[algo, env, m, str(cell["n_seeds"]) + (f" (+{cell['n_nonfinite']} nan)" if cell["n_nonfinite"] else "")]
+            + [estimate(cell, k) for k in ("iqm", "mean", "median", "optimality_gap")]
+            for algo in sorted(a for a in report if a not in SECTIONS)
+            for env, cells in sorted(report[algo].items()) for m, cell in cells.items()]
+    pct = f"{settings['confidence']:.0%}"
+    _print_table(f"final values over seeds: point [{pct} stratified bootstrap CI], {settings['reps']} resamples",
+                 ["algo", "env", "metric", "seeds", "IQM", "mean", "median",
+                  f"optimality gap (γ = {settings['gap_threshold']:g})"], rows)
+    for m, table in report["probability_of_improvement"].items():
+        rows = [[x, y, f"{v['p']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]", ", ".join(v["envs"])]
+                for x in sorted(table) for y, v in sorted(table[x].items())]
+        if rows:
+            _print_table(f"probability of improvement P(X > Y) on {m}, averaged over envs [{pct} CI]",
+                         ["X", "Y", "P(X > Y)", "envs"], rows)
+    for path, why in settings["skipped"].items():
+        print(f"skipped {path}: {why}")
+    for m, groups in settings["not_logged"].items():
+        print(f"{m} not logged by: {', '.join(groups)}")
+    print(f"wrote {Path(settings['out']) / 'aggregate.json'}, marl_eval.json and PNGs ({len(settings['runs'])} runs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coopmarl", description="Cooperative multi-agent RL in JAX.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
@@ -349,7 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--metric", action="append", help="metric to plot (repeatable; default: the main ones)")
     pp.add_argument("--out", default=None, help="PNG path (default RUN/curves.png or RUN/comparison.png)")
     pp.set_defaults(fn=cmd_plot)
+
+    pa = sub.add_parser("aggregate", help="IQM, mean, median, optimality gap with stratified bootstrap 95%% CIs, "
+                        "probability of improvement and performance profiles over run directories "
+                        "(Agarwal et al. 2021)")
+    pa.add_argument("runs", nargs="+", help="run directories, or folders holding them (searched recursively)")
+    pa.add_argument("--metric", action="append", help="metric (repeatable; default eval_return): each seed's value at "
+                    "its last logged point")
+    pa.add_argument("--out", default=None, help="folder for aggregate.json, marl_eval.json and the PNGs (default: the "
+                    "one folder of runs given, else ./aggregate)")
+    pa.add_argument("--reps", type=int, default=50_000,
+                    help="bootstrap resamples for intervals (default 50000, rliable's)")
+    pa.add_argument("--profile-reps", type=int, default=2_000,
+                    help="bootstrap resamples for performance profiles (default 2000, rliable's)")
+    pa.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    pa.add_argument("--gap-threshold", type=float, default=1.0,
+                    help="gamma of the optimality gap, gamma - mean(min(score, gamma)) (default 1: normalised scores)")
+    pa.set_defaults(fn=cmd_aggregate)
     return p
+
+
+# commands that compile JAX programs: they use the persistent compilation cache (COOPMARL_COMPILATION_CACHE=0: off)
+COMPILING = ("train", "resume", "eval", "render", "reproduce", "solve", "check-env")
 
 
 def main(argv=None) -> int:
@@ -364,6 +420,10 @@ def main(argv=None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         getattr(args, target).append(token)
     try:
+        if args.command in COMPILING:
+            from coopmarl.compilation_cache import enable_compilation_cache
+
+            enable_compilation_cache()
         return args.fn(args)
     except Diverged as e:
         where = f" in {e.run_dir}" if getattr(e, "run_dir", None) else ""

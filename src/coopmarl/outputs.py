@@ -1,4 +1,4 @@
-"""Run directories: config.yaml, metrics.csv (tidy), summary.json, TensorBoard events, curves.png,
+"""Run directories: config.yaml, metrics.csv (tidy), summary.json, marl_eval.json, TensorBoard events, curves.png,
 checkpoints (see `coopmarl.checkpoints`) and, after `coopmarl eval`, eval.json.
 
 Every file is written atomically (temp file + rename), so an interrupted run leaves valid files. Reading a
@@ -192,6 +192,8 @@ class RunWriter:
         if self.provenance is not None:
             summary["provenance"] = self.provenance
         atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        from coopmarl.stats import marl_eval_json  # the run in marl-eval's raw-data layout
+        atomic_write(self.run_dir / "marl_eval.json", json.dumps(marl_eval_json(result), indent=1))
         self.tb.close()
         if plot and len(result.steps):
             from coopmarl.plots import plot_curves

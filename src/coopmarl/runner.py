@@ -91,10 +91,10 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
         carry, (metrics, (ret_sum, ep_count)) = jax.lax.scan(
             lambda c, x: iteration(model, c, x), carry, None, length=iters
         )
-        out = {k: jnp.mean(v.astype(jnp.float32)) for k, v in metrics.items()}
+        out = {k: sequential_sum(v) / iters for k, v in metrics.items()}
         if algo.uses_env:
-            n = ep_count.sum()
-            out["train_return"] = jnp.where(n > 0, ret_sum.sum() / jnp.maximum(n, 1), jnp.nan)
+            n = sequential_sum(ep_count)
+            out["train_return"] = jnp.where(n > 0, sequential_sum(ret_sum) / jnp.maximum(n, 1), jnp.nan)
         return carry, out, all_finite(carry[0])
 
     def init(model, key):
@@ -242,6 +242,13 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
             raise Interrupted(f"interrupted at step {step_of(loop.chunk)}",
                               result(f"interrupted at step {step_of(loop.chunk)}")) from None
     return result()
+
+
+def sequential_sum(values: jax.Array) -> jax.Array:
+    """The sum over the leading axis, added one by one: XLA vectorises a `jnp.sum` differently for a batch of
+    seeds than for one, which can change its last bit; a scan's additions are the same for any batch."""
+    values = values.astype(jnp.float32)
+    return jax.lax.scan(lambda total, x: (total + x, None), jnp.zeros(values.shape[1:], jnp.float32), values)[0]
 
 
 def divergence(metrics: dict, update_names: list[str], state_finite, seeds: list[int]) -> str | None:
