@@ -283,3 +283,32 @@ def test_an_unfinished_checkpoint_write_is_ignored_and_cleaned(maosql_run, tmp_p
 def test_config_yaml_records_checkpoint_every(maosql_run):
     config = yaml.safe_load((maosql_run / "config.yaml").read_text())
     assert config["run"]["checkpoint_every"] == 1
+
+
+def test_a_run_written_by_coopmarl_0_1_still_loads(qmix_run, tmp_path):
+    """Format 1: checkpoint.msgpack = {"meta": JSON, "state": {key path: array}} (flax msgpack), no buffers."""
+    from flax import serialization
+
+    run_dir, _, result = qmix_run
+    old = tmp_path / "old"
+    old.mkdir()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config.pop("provenance")
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    leaves = {k: np.asarray(v) for k, v in state_leaves(result.train_state, False).items()}
+    meta = {"format": 1, "step": 40, "seeds": [0, 1], "buffers": False}
+    (old / "checkpoint.msgpack").write_bytes(serialization.to_bytes({"meta": json.dumps(meta), "state": leaves}))
+    _, state = load_checkpoint(old)
+    _assert_same_state(state, result.train_state)
+    report = coopmarl.evaluate(old, episodes=2, write=False)
+    assert report["checkpoint"] == "checkpoint.msgpack" and report["step"] == 40
+
+
+def test_a_broken_config_yaml_is_named(qmix_run, tmp_path, capsys):
+    run_dir, _, _ = qmix_run
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "config.yaml").write_text("algo: [qmix\n")
+    for cmd in (["eval", str(broken)], ["resume", str(broken)],
+                ["render", "--run", str(broken), "--out", str(tmp_path / "x.gif")]):
+        assert "config.yaml is not valid YAML" in _one_error(capsys, *cmd)

@@ -78,8 +78,28 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(algo, uninterrupted, tm
     result, _ = resume(tmp_path / "run", progress=False)
     assert list(result.steps) == [100, 200, 300, 400, 500, 600]
     _assert_same_run(uninterrupted / algo, tmp_path / "run")
-    tb = list((tmp_path / "run" / "tb").iterdir())
-    assert len(tb) == 1  # the events were rewritten once, not appended to twice
+    resumed, whole = _tb_scalars(tmp_path / "run"), _tb_scalars(uninterrupted / algo)
+    assert resumed == whole  # the events were rewritten, not appended to: no point twice
+    assert all(n == 1 for n in resumed.values()) and ("eval_return/seed_1", 600) in resumed
+
+
+def _tb_scalars(run_dir: Path) -> dict:
+    """{(tag, step): how many times it was logged} over a run's TensorBoard event files (TFRecord framing:
+    length u64, crc u32, an Event protobuf, crc u32)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    counts: dict = {}
+    for f in (run_dir / "tb").glob("events.out.tfevents.*"):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + n])
+            i += 16 + n
+            for v in event.summary.value:
+                counts[(v.tag, event.step)] = counts.get((v.tag, event.step), 0) + 1
+    return counts
 
 
 KILLER = textwrap.dedent("""

@@ -26,7 +26,6 @@ USAGE_EXAMPLES = """examples:
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]):
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 

@@ -131,9 +131,12 @@ class RunWriter:
             self.rows = list(rows)
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
         self.tb = SummaryWriter(logdir=str(self.run_dir / "tb"))
-        for step in sorted({r[1] for r in self.rows}):
-            self._tb_point(step, {n: [r[3] for r in self.rows if r[1] == step and r[2] == n]
-                                  for n in sorted({r[2] for r in self.rows if r[1] == step})})
+        index = {seed: i for i, seed in enumerate(self.seeds)}
+        points: dict[int, dict[str, np.ndarray]] = {}
+        for seed, step, name, value in self.rows:
+            points.setdefault(step, {}).setdefault(name, np.full(len(self.seeds), np.nan))[index[seed]] = value
+        for step in sorted(points):
+            self._tb_point(step, points[step])
 
     @property
     def store(self) -> CheckpointStore:
@@ -142,10 +145,14 @@ class RunWriter:
         return self._store
 
     def _tb_point(self, step: int, metrics: dict):
+        """TensorBoard scalars of one point: `name` (the mean over seeds) and `name/seed_S` (each seed's)."""
         for name in sorted(metrics):
             values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
             if np.isfinite(values).any():
                 self.tb.add_scalar(name, float(np.nanmean(values)), int(step))
+            for seed, v in zip(self.seeds, values):
+                if np.isfinite(v):
+                    self.tb.add_scalar(f"{name}/seed_{seed}", float(v), int(step))
 
     def on_chunk(self, chunk: int, step: int, metrics: dict):
         for name in sorted(metrics):
@@ -295,8 +302,8 @@ def load_checkpoint(run_dir: str | Path, step: int | None = None):
     """`(Resolved, train_state)` of a run directory: the algorithm, env and configs rebuilt from its
     config.yaml, and the latest checkpointed train state of every seed (leading axis = seeds) — or the
     one written at `step` env steps. Replay buffers come back empty unless they were saved."""
+    resolved = resolve_run(run_dir)  # a broken config.yaml is named before a missing checkpoint
     require_checkpoint(run_dir, step)
-    resolved = resolve_run(run_dir)
     state, _ = restore(run_dir, resolved, step)
     return resolved, state
 
@@ -313,8 +320,8 @@ def evaluate(run_dir: str | Path, episodes: int = 100, seed: int = 0, step: int 
 
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    resolved = resolve_run(run_dir)  # a broken config.yaml is named before a missing checkpoint
     require_checkpoint(run_dir, step)
-    resolved = resolve_run(run_dir)
     state, meta = restore(run_dir, resolved, step)
     algo, env, config = resolved.algo, resolved.env, resolved.config
     seeds = meta["seeds"]

@@ -111,8 +111,8 @@ def run_frames(run_dir: str | Path, seed_index: int = 0, seed: int = 0, max_step
     from coopmarl.checkpoints import require_checkpoint, restore
     from coopmarl.outputs import resolve_run
 
+    resolved = resolve_run(run_dir)  # a broken config.yaml is named before a missing checkpoint
     require_checkpoint(run_dir, step)
-    resolved = resolve_run(run_dir)
     if not can_render(resolved.env):
         raise not_renderable_error(resolved.env_name)
     n_seeds = resolved.run.n_seeds

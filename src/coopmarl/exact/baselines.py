@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos import fields
-from coopmarl.algos.base import (Algorithm, epsilon_mix, greedy_probs, last_transition, linear_schedule,
+from coopmarl.algos.base import (Algorithm, epsilon_mix, greedy_probs, last_transition,
                                  register_algo, sample_actions, state_index)
 from coopmarl.algos.fields import AlgoConfig
 
