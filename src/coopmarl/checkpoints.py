@@ -136,6 +136,19 @@ class CheckpointStore:
             enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.path.absolute(), options=options)
 
+    def close(self):
+        """Release orbax's background resources (its threads and event loop)."""
+        if self.manager is not None:
+            self.manager.close()
+            self.manager = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
     def steps(self) -> list[int]:
         """Env steps of the complete checkpoints, in order."""
         if self.manager is None:
@@ -233,7 +246,8 @@ def check_fits(where, item: str, saved: dict, template: dict):
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:
     """Env steps of a run directory's complete checkpoints, in order (older runs: their step_N.msgpack)."""
-    steps = CheckpointStore(run_dir, read_only=True).steps()
+    with CheckpointStore(run_dir, read_only=True) as store:
+        steps = store.steps()
     return steps or _legacy_steps(run_dir)
 
 
@@ -292,15 +306,18 @@ def restore(run_dir: str | Path, resolved, step: int | None = None):
     run `resolved` (`config.Resolved`, e.g. from `outputs.resolve_run`): the saved leaves are checked
     against the structure, shapes and dtypes of `resolved`'s freshly initialised train state, their
     checksum, the config's hash and finiteness. Left-out replay buffers come back empty."""
-    import yaml
-
     run_dir = Path(run_dir)
     step = require_checkpoint(run_dir, step)
-    store = CheckpointStore(run_dir, read_only=True)
-    steps = store.steps()
-    if not steps:
-        return _restore_legacy(run_dir, resolved, step)
-    step = steps[-1] if step is None else step
+    with CheckpointStore(run_dir, read_only=True) as store:
+        steps = store.steps()
+        if not steps:
+            return _restore_legacy(run_dir, resolved, step)
+        return _restore(store, run_dir, resolved, steps[-1] if step is None else step)
+
+
+def _restore(store: CheckpointStore, run_dir: Path, resolved, step: int):
+    import yaml
+
     meta = store.meta(step)
     check_meta(run_dir, meta, config_hash(yaml.safe_load((run_dir / "config.yaml").read_text())), step)
     template, init_parts = train_template(resolved, meta["seeds"])

@@ -22,6 +22,7 @@ from coopmarl.checkpoints import CheckpointStore, config_hash, list_checkpoints,
 from coopmarl.errors import ConfigError
 from coopmarl.files import atomic_write
 from coopmarl.results import RunResult
+from coopmarl.stats import marl_eval_json
 
 __all__ = ["RunWriter", "write_run", "load_run", "read_rows", "new_run_dir", "prepare_run_dir", "summarise", "resolve_run",
            "load_checkpoint", "evaluate", "eval_path", "list_checkpoints", "atomic_write"]
@@ -199,9 +200,11 @@ class RunWriter:
         if self.provenance is not None:
             summary["provenance"] = self.provenance
         atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
-        from coopmarl.stats import marl_eval_json  # the run in marl-eval's raw-data layout
-        atomic_write(self.run_dir / "marl_eval.json", json.dumps(marl_eval_json(result), indent=1))
+        atomic_write(self.run_dir / "marl_eval.json", json.dumps(marl_eval_json(result), indent=1))  # marl-eval's layout
         self.tb.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if plot and len(result.steps):
             from coopmarl.plots import plot_curves
 

@@ -117,6 +117,7 @@ def resume(run_dir: str | Path, *, progress: bool = True):
     assert set(train_values) == set(state_leaves(loop0.train_state, True))
     train_state = assemble(loop0.train_state, train_values)
     loop = LoopState.from_parts(meta["chunk"], train_state, assemble(loop0.parts(), values["loop"]))
+    store.close()
     start, rows = _curves_until(run_dir, step, meta["chunk"], meta["seeds"], read_rows(run_dir))
     start = Start(loop, *start)
     writer = RunWriter(run_dir, config, meta["seeds"], save_buffers=meta["buffers"], keep=run.keep_checkpoints,
