@@ -59,3 +59,17 @@ def time_compiled(run, repeats: int = 1) -> tuple[float, float]:
         jax.block_until_ready(fn(jax.random.PRNGKey(i + 1)))
         times.append(time.perf_counter() - t0)
     return compile_s, statistics.median(times)
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]], left: tuple[int, ...] = (0, 1)) -> None:
+    """A rich table (columns in `left` left-aligned, the rest right-aligned), at least 160 columns wide so
+    that a logged table is not folded."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(160, len(title) + 4)).print(table)

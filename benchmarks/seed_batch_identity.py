@@ -45,6 +45,9 @@ from coopmarl.algos.base import list_algos
 from coopmarl.config import resolve
 from coopmarl.runner import train
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table  # noqa: E402
+
 LOG_POINTS = 4
 EVAL_EPISODES = 2
 
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         table.append([r["algo"], r["env"], str(r["steps"]), metrics, "yes" if r["state_same"] else "no",
                       r["leaves"], f"{r['state_diff']:.3g}", f"{r['metric_diff']:.3g}"]
                      + (["yes" if r["mates_same"] else "no"] if args.check_mates else []))
-    _print_table(title, headers, table)
+    print_table(title, headers, table, left=(0, 1, 3))
     if failed:
         print("\nfailed:")
         for name, env_name, why in failed:
@@ -196,24 +199,6 @@ def main(argv=None) -> int:
     identical = [r["algo"] for r in rows if r["first"] is None and r["state_same"]]
     print(f"\nbit-identical ({len(identical)}/{len(rows)}): {', '.join(identical) or '(none)'}")
     return 0 if rows and not failed else 1
-
-
-def _print_table(title, headers, table):
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # plain text
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
-        print(title)
-        for row in [headers] + table:
-            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-        return
-    t = Table(title=title)
-    for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i < 2 or i == 3 else "right")
-    for row in table:
-        t.add_row(*row)
-    Console(width=max(160, len(title) + 4)).print(t)
 
 
 if __name__ == "__main__":

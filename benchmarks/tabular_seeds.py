@@ -28,6 +28,9 @@ import coopmarl
 from coopmarl.algos.base import list_algos
 from coopmarl.runner import RunConfig, train
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table  # noqa: E402
+
 
 def time_training(algo, env, config, steps: int, n_seeds: int, log_points: int) -> dict:
     stamps: list[float] = []
@@ -90,30 +93,12 @@ def main(argv=None) -> int:
         table.append([algo.name, kind, f"{one['compile']:.2f}", f"{one['run']:.3f}", f"{many['compile']:.2f}",
                       f"{many['run']:.3f}", f"{ratio:.2f}", f"{one['steps_per_s']:,.0f}",
                       f"{many['steps_per_s']:,.0f}"])
-    _print_table(title, headers, table)
+    print_table(title, headers, table)
     if skipped:
         print("\nskipped:")
         for name, why in skipped:
             print(f"  {name}: {why}")
     return 0 if rows else 1
-
-
-def _print_table(title, headers, table):
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # plain text
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
-        print(title)
-        for row in [headers] + table:
-            print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
-        return
-    t = Table(title=title)
-    for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i < 2 else "right")
-    for row in table:
-        t.add_row(*row)
-    Console(width=max(160, len(title) + 4)).print(t)
 
 
 if __name__ == "__main__":

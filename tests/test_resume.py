@@ -252,3 +252,21 @@ def test_checkpoint_items_round_trip_and_refuse_damage(tmp_path_factory, leaves,
     with pytest.raises(ValueError, match="non-finite"):
         store.save(6, {"train": nan}, {"seeds": [0]})
     assert store.steps() == [5]
+
+
+def test_ctrl_c_inside_the_first_chunk_resumes_from_the_start(uninterrupted, tmp_path, monkeypatch):
+    """Ctrl-C before any chunk is complete (e.g. during compilation): the initial state is the checkpoint."""
+    import coopmarl.runner
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(coopmarl.runner, "divergence", interrupt)
+    env, overrides = SMALL["ippo"]
+    with pytest.raises(Interrupted, match="interrupted at step 0"):
+        train_run("ippo", env, overrides, seeds=2, out=tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    assert list_checkpoints(tmp_path / "run") == [0]
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "seed,env_steps,name,value\n"  # no point yet
+    resume(tmp_path / "run", progress=False)
+    _assert_same_run(uninterrupted / "ippo", tmp_path / "run")

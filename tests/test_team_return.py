@@ -19,6 +19,7 @@ import coopmarl
 from coopmarl.algos.base import Algorithm
 from coopmarl.envs.check import Recording
 from coopmarl.envs.core import AutoReset, EnvSpec, TimeStep, team_reward
+from coopmarl.errors import Diverged
 
 LBF = "lbf:10x10-3p-3f"
 LOAD = 5
@@ -217,3 +218,18 @@ def test_compiled_runner_bootstraps_with_the_final_mask_and_gives_the_team_rewar
                         ("train_return", 12.0), ("eval_return", 12.0)]:
         np.testing.assert_array_equal(result.metrics[name], value, err_msg=name)
     assert result.metrics["episode_ends"].min() > 0
+
+
+def test_host_runner_stops_a_diverging_run_with_its_last_finite_state():
+    """The host runner applies the compiled runner's rule: a non-finite update metric stops the run."""
+    def update(state, data, key, *, config):
+        n = state["n"] + 1
+        return {"n": n}, {"loss": jnp.where(n >= 3, jnp.nan, 1.0)}
+
+    probe = dataclasses.replace(MASK_PROBE, init=lambda key, spec, config, model=None: {"n": jnp.int32(0)},
+                                update=update)
+    run = coopmarl.RunConfig(total_steps=48, log_points=4, eval_episodes=1, n_seeds=1)  # 4 chunks of 2 updates
+    with pytest.raises(Diverged, match="diverged at step 24: loss is nan for seed 0") as stop:
+        coopmarl.train(probe, Countdown(), MaskProbeConfig(), run, progress=False)
+    result = stop.value.result
+    assert result.state_step == 12 and int(result.train_state["n"][0]) == 2 and list(result.steps) == [12, 24]

@@ -30,10 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import Algorithm, Transition
+from coopmarl.checkpoints import first_nonfinite, state_leaves
 from coopmarl.envs.core import team_reward
+from coopmarl.errors import Diverged, Interrupted
 from coopmarl.evaluation import clone_env, end_metrics, host_acting_fn, host_episodes, int_seeds, stack_host_steps
 from coopmarl.progress import Progress
-from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
+from coopmarl.results import RunConfig, RunResult, divergence, iteration_size, plan_chunks
 
 
 class _SeedRun:
@@ -123,28 +125,46 @@ def train_host(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
 
     history: dict[str, list] = {}
     steps_log: list[int] = []
-    with Progress(n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}", enabled=progress) as bar:
-        for c in range(n_chunks):
-            per_seed = []
-            for r in runs:
-                m = r.chunk(iters)
-                r.eval_key = jax.random.fold_in(r.eval_key, c)
-                evaluation = host_episodes(eval_envs, act_greedy, fresh, r.train_state, r.eval_key, end_metrics(env))
-                m.update({k: np.float64(v) for k, v in evaluation.items()})
-                per_seed.append(m)
-            metrics = {k: np.asarray([m[k] for m in per_seed], np.float64) for k in per_seed[0]}
-            step = (c + 1) * iters * steps_per_iter
-            steps_log.append(step)
-            for k, v in metrics.items():
-                history.setdefault(k, []).append(v)
-            if on_chunk is not None:
-                on_chunk(c, step, metrics)
-            bar.update(iters * steps_per_iter, f"eval_return {np.nanmean(metrics['eval_return']):.4g}")
-
-    train_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r.train_state for r in runs])
+    states, done = [r.train_state for r in runs], 0  # the last complete, finite states and their chunk count
     static = algo.summary(config, env) if algo.summary is not None else {}
-    return RunResult(
-        algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log),
-        metrics={k: np.stack(v) for k, v in history.items()}, train_state=train_state, seeds=seeds, static=static,
-    )
+
+    def result(stopped: str | None = None) -> RunResult:
+        return RunResult(
+            algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log, dtype=np.int64),
+            metrics={k: np.stack(v) for k, v in history.items() if v},
+            train_state=jax.tree.map(lambda *xs: jnp.stack(xs), *states), seeds=seeds, static=static,
+            state_step=done * iters * steps_per_iter, stopped=stopped)
+
+    with Progress(n_chunks * iters * steps_per_iter, f"{algo.name} on {env.spec.name}", enabled=progress) as bar:
+        try:
+            for c in range(n_chunks):
+                per_seed = []
+                for r in runs:
+                    m = r.chunk(iters)
+                    update_names = sorted(k for k in m if k != "train_return")
+                    r.eval_key = jax.random.fold_in(r.eval_key, c)
+                    evaluation = host_episodes(eval_envs, act_greedy, fresh, r.train_state, r.eval_key,
+                                               end_metrics(env))
+                    m.update({k: np.float64(v) for k, v in evaluation.items()})
+                    per_seed.append(m)
+                metrics = {k: np.asarray([m[k] for m in per_seed], np.float64) for k in per_seed[0]}
+                step = (c + 1) * iters * steps_per_iter
+                steps_log.append(step)
+                for k, v in metrics.items():
+                    history.setdefault(k, []).append(v)
+                finite = [first_nonfinite(state_leaves(r.train_state, False)) is None for r in runs]
+                problem = divergence(metrics, update_names, np.asarray(finite), seeds)
+                if problem is not None:  # as the compiled runner: keep the previous, finite states
+                    raise Diverged(f"diverged at step {step}: {problem}", result(f"diverged at step {step}"))
+                states, done = [r.train_state for r in runs], c + 1
+                if on_chunk is not None:
+                    on_chunk(c, step, metrics)
+                bar.update(iters * steps_per_iter, f"eval_return {np.nanmean(metrics['eval_return']):.4g}")
+        except KeyboardInterrupt:  # the curves end with the last complete chunk
+            del steps_log[done:]
+            for v in history.values():
+                del v[done:]
+            stopped = f"interrupted at step {done * iters * steps_per_iter}"
+            raise Interrupted(stopped, result(stopped)) from None
+    return result()
 

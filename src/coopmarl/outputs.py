@@ -96,7 +96,7 @@ def summarise(result: RunResult, wall_time: float | None = None) -> dict:
         "algo": result.algo,
         "env": result.env,
         "seeds": result.seeds,
-        "final_step": int(result.steps[-1]),
+        "final_step": int(result.steps[-1]) if len(result.steps) else 0,
         "metrics": metrics,
         "static": {k: (v.item() if hasattr(v, "item") else v) for k, v in result.static.items()},
         **({"wall_time_s": round(wall_time, 3)} if wall_time is not None else {}),

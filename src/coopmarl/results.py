@@ -81,3 +81,16 @@ def plan_chunks(total_steps: int, log_points: int, steps_per_iter: int) -> tuple
     total_iters = max(1, math.ceil(total_steps / steps_per_iter))
     n_chunks = max(1, min(log_points, total_iters))
     return n_chunks, math.ceil(total_iters / n_chunks)
+
+
+def divergence(metrics: dict, update_names: list[str], state_finite, seeds: list[int]) -> str | None:
+    """What went non-finite in a chunk (an update metric, else the parameters), naming the seed; None if nothing."""
+    for name in update_names:
+        values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return f"{name} is {values[bad[0]]} for seed {seeds[bad[0]]}"
+    bad = np.flatnonzero(~np.asarray(state_finite).reshape(-1))
+    if bad.size:
+        return f"a parameter of seed {seeds[bad[0]]}'s train state is nan or inf"
+    return None

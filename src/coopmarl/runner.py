@@ -28,7 +28,7 @@ from coopmarl.errors import ConfigError, Diverged, Interrupted
 from coopmarl.evaluation import env_actions, make_evaluator
 from coopmarl.host_runner import train_host
 from coopmarl.progress import Progress
-from coopmarl.results import RunConfig, RunResult, iteration_size, plan_chunks
+from coopmarl.results import RunConfig, RunResult, divergence, iteration_size, plan_chunks
 
 __all__ = ["RunConfig", "RunResult", "LoopState", "Start", "build_chunk", "check_checkpointing", "checkpoint_interval",
            "initial_loop", "plan_chunks", "train"]
@@ -209,7 +209,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
 
     def result(stopped: str | None = None) -> RunResult:
         return RunResult(algo=algo.name, env=env.spec.name, steps=np.asarray(steps_log, dtype=np.int64),
-                         metrics={k: np.stack(v) for k, v in history.items()}, train_state=loop.train_state,
+                         metrics={k: np.stack(v) for k, v in history.items() if v}, train_state=loop.train_state,
                          seeds=seeds, static=static, loop=loop, state_step=step_of(loop.chunk), stopped=stopped)
 
     title = f"{algo.name} on {env.spec.name}"
@@ -249,19 +249,6 @@ def sequential_sum(values: jax.Array) -> jax.Array:
     seeds than for one, which can change its last bit; a scan's additions are the same for any batch."""
     values = values.astype(jnp.float32)
     return jax.lax.scan(lambda total, x: (total + x, None), jnp.zeros(values.shape[1:], jnp.float32), values)[0]
-
-
-def divergence(metrics: dict, update_names: list[str], state_finite, seeds: list[int]) -> str | None:
-    """What went non-finite in a chunk (an update metric, else the parameters), naming the seed; None if nothing."""
-    for name in update_names:
-        values = np.asarray(metrics[name], dtype=np.float64).reshape(-1)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            return f"{name} is {values[bad[0]]} for seed {seeds[bad[0]]}"
-    bad = np.flatnonzero(~np.asarray(state_finite).reshape(-1))
-    if bad.size:
-        return f"a parameter of seed {seeds[bad[0]]}'s train state is nan or inf"
-    return None
 
 
 def all_finite(tree) -> jax.Array:
