@@ -3,8 +3,9 @@
 
     report = coopmarl.aggregate(["runs/sweep"], metrics=["eval_return"], out="runs/sweep/aggregate")
 
-Runs are grouped by (algorithm, env) — from config.yaml, else summary.json — and every seed of every run in a
-group is one independent run; its score is the metric's value at the seed's last logged point (the final
+Runs are grouped by (algorithm, env) — from config.yaml, else summary.json; a run an experiment wrote (a preset's
+or a sweep's cell, with cell.json) by (its label, env), so `lr=0.001` and `lr=0.01` stay apart — and every seed of
+every run in a group is one independent run; its score is the metric's value at the seed's last logged point (the final
 value summary.json reports). Per group and metric: IQM, mean, median over the seeds and the optimality gap
 (below `gap_threshold`), each with a stratified bootstrap percentile interval. Across groups: the probability
 that one algorithm's run beats another's, averaged over the envs both ran, and, per env, performance profiles.
@@ -104,6 +105,9 @@ def _read_run(path: Path) -> dict:
         env = config["env"]["name"] if config else summary["env"]
     except (KeyError, TypeError):
         raise ConfigError(f"{path}: cannot tell its algorithm and env (config.yaml needs algo and env.name)") from None
+    cell = _read_cell(path)
+    if cell is not None:  # a preset's or a sweep's cell: grouped by its label (e.g. "remix w_min=0.5")
+        algo = cell["label"]
     run = {"path": path, "algo": str(algo), "env": str(env), "config": config, "stopped": None, "skip": None}
     if summary is None:
         run["skip"] = "unfinished (no summary.json)"
@@ -116,6 +120,20 @@ def _read_run(path: Path) -> dict:
     if not run["rows"]:
         run["skip"] = "no logged point"
     return run
+
+
+def _read_cell(path: Path) -> dict | None:
+    """cell.json of a run directory that an experiment wrote (`coopmarl.experiments.executor`), or None."""
+    cell_path = path / "cell.json"
+    if not cell_path.is_file():
+        return None
+    try:
+        cell = json.loads(cell_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{cell_path} is not valid JSON: {e}") from None
+    if not isinstance(cell, dict) or not isinstance(cell.get("label"), str) or not cell["label"]:
+        raise ConfigError(f"{cell_path} is not a coopmarl cell file (needs a non-empty label)")
+    return cell
 
 
 def _final_values(rows: list[tuple], metric: str) -> dict[int, float]:
@@ -193,7 +211,7 @@ def _check_settings(metrics, reps, profile_reps, seed, gap_threshold, confidence
 def aggregate(runs: str | Path | Sequence[str | Path], metrics: str | Sequence[str] | None = None, *,
               out: str | Path | None = None, reps: int = stats.DEFAULT_REPS, profile_reps: int = stats.PROFILE_REPS,
               seed: int = 0, gap_threshold: float = 1.0, confidence: float = stats.CONFIDENCE,
-              write: bool = True) -> dict:
+              write: bool = True, plots: bool = True) -> dict:
     """Aggregate statistics of run directories (or folders of them) and, with `write`, the files in `out`
     (default: the one folder given, else ./aggregate): aggregate.json (the returned dict), marl_eval.json (every
     run merged), performance_profile_METRIC.png and aggregate_intervals_METRIC.png.
@@ -273,14 +291,19 @@ def aggregate(runs: str | Path | Sequence[str | Path], metrics: str | Sequence[s
         "diverged": [str(r["path"]) for r in used if r["stopped"]], "not_logged": not_logged,
     }
     if write:
-        marl = merge_marl_eval([stats.marl_eval_json(load_run(r["path"])) for r in used])
+        marl = merge_marl_eval([stats.marl_eval_json(_labelled(load_run(r["path"]), r["algo"])) for r in used])
         atomic_write(out / "aggregate.json", json.dumps(report, indent=2))
         atomic_write(out / "marl_eval.json", json.dumps(marl, indent=1))
-        for m in metrics:
+        for m in metrics if plots else ():
             if scores[m]:
                 _plot_profiles(report["performance_profile"][m], m, out / f"performance_profile_{m}.png")
                 _plot_intervals(report, m, out / f"aggregate_intervals_{m}.png")
     return report
+
+
+def _labelled(result, algo: str):
+    result.algo = algo  # an experiment's cell is named by its label
+    return result
 
 
 def _given(runs) -> list:

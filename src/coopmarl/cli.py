@@ -1,4 +1,4 @@
-"""`coopmarl` command line: list, train, resume, eval, reproduce, solve, render, plot, aggregate, check-env."""
+"""`coopmarl` command line: list, train, resume, eval, reproduce, sweep, solve, render, plot, aggregate, check-env."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ USAGE_EXAMPLES = """examples:
   coopmarl train iql penalty env.k=-50
   coopmarl train rommeo-q tabular:path/to/game.npz
   coopmarl reproduce rommeo-climbing
+  coopmarl reproduce remix-predator-prey punishments=-2 --out runs/pp   # again: continues; --report-only
+  coopmarl sweep tabular-iql climbing epsilon=0.05,0.2 total_steps=2000 --seeds 8 --backend ray
+  coopmarl sweep ippo mpe:spread lr=vmap:1e-4,3e-4,1e-3 --seeds 3
   coopmarl solve three-state
   coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return
@@ -138,10 +141,45 @@ def cmd_reproduce(args):
         options["seeds"] = str(args.seeds)
     exp = get_experiment(args.experiment)
     resolve_options(exp, options)  # validate before anything runs or is written
-    report, out_dir = run_experiment(args.experiment, Path(args.out) if args.out else None, options)
+    report, out_dir = run_experiment(args.experiment, Path(args.out) if args.out else None, options,
+                                     **_executor_args(args))
     print(report.markdown())
     print(f"results: {out_dir}")
     return 0
+
+
+def _executor_args(args) -> dict:
+    return {"backend": args.backend, "address": args.address, "cpus_per_cell": args.cpus_per_cell,
+            "gpus_per_cell": args.gpus_per_cell, "report_only": args.report_only, "overwrite": args.overwrite,
+            "progress": args.progress, "logger": args.logger}
+
+
+def cmd_sweep(args):
+    from coopmarl.experiments.sweep import run_sweep
+
+    report, out_dir = run_sweep(args.algo, args.env, args.overrides, seeds=args.seeds, seed=args.seed,
+                                out=Path(args.out) if args.out else None, metric=args.metric, **_executor_args(args))
+    print(report.markdown())
+    print(f"results: {out_dir}")
+    return 0
+
+
+def _add_executor_options(p: argparse.ArgumentParser, what: str):
+    p.add_argument("--out", default=None, help=f"folder of the {what}'s run directories, table.md, aggregate.json and "
+                   f"plots (default runs/NAME); the same command again skips finished runs and resumes interrupted ones")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: one run after another in this process; ray: each run a Ray task (pip install "
+                        "'coopmarl[ray]')")
+    p.add_argument("--address", default=None, help="with --backend ray: join this Ray cluster (e.g. auto, or "
+                   "HOST:6379, started with `ray start`); default: a local Ray instance")
+    p.add_argument("--cpus-per-cell", type=float, default=1, help="with --backend ray: CPUs each run requests (default 1)")
+    p.add_argument("--gpus-per-cell", type=float, default=0, help="with --backend ray: GPUs each run requests (default 0)")
+    p.add_argument("--report-only", action="store_true", help="rebuild table.md and the plots from the run "
+                   "directories, training nothing")
+    p.add_argument("--overwrite", action="store_true", help=f"delete this {what}'s previous --out first")
+    p.add_argument("--progress", action="store_true", help="a progress bar for each run (local backend)")
+    p.add_argument("--logger", default=None, help="also log every run to wandb, mlflow or both (wandb,mlflow): one "
+                   "tracker run per run directory, grouped under the experiment's name")
 
 
 def cmd_solve(args):
@@ -338,9 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("reproduce", help="run a paper preset (see `coopmarl list experiments`)")
     pr.add_argument("experiment")
     pr.add_argument("options", nargs="*", help="preset options key=value (e.g. seeds=10 scale=paper)")
-    pr.add_argument("--seeds", type=int, default=None)
-    pr.add_argument("--out", default=None)
+    pr.add_argument("--seeds", type=int, default=None, help="the preset's seeds option")
+    _add_executor_options(pr, "preset")
     pr.set_defaults(fn=cmd_reproduce)
+
+    pw = sub.add_parser("sweep", help="a grid of runs: ALGO on ENV over key=a,b,c (key=vmap:a,b,c: one compiled "
+                        "program), one run directory per setting, a ranked table with 95%% CIs")
+    pw.add_argument("algo")
+    pw.add_argument("env")
+    pw.add_argument("overrides", nargs="*", help="key=a,b,c (an axis of the grid), key=vmap:a,b,c (vmapped), "
+                    "key=value (shared); list-valued keys separate grid values with ';'")
+    pw.add_argument("--seeds", type=int, default=1, help="seeds per setting (default 1)")
+    pw.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    pw.add_argument("--metric", default="eval_return", help="the metric the table ranks by (default eval_return)")
+    _add_executor_options(pw, "sweep")
+    pw.set_defaults(fn=cmd_sweep)
 
     ps = sub.add_parser("solve", help="exact optimum of a tabular game (value iteration)")
     ps.add_argument("env")
@@ -404,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # commands that compile JAX programs: they use the persistent compilation cache (COOPMARL_COMPILATION_CACHE=0: off)
-COMPILING = ("train", "resume", "eval", "render", "reproduce", "solve", "check-env")
+COMPILING = ("train", "resume", "eval", "render", "reproduce", "sweep", "solve", "check-env")
 
 
 def main(argv=None) -> int:

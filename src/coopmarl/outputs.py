@@ -110,7 +110,8 @@ class RunWriter:
     at the end. Use `on_chunk` and `on_checkpoint` as the runner's callbacks.
 
     `rows` (the metrics.csv rows of the points already done) continues a resumed run: config.yaml is kept,
-    the TensorBoard events are rewritten from those rows so that no point appears twice."""
+    the TensorBoard events are rewritten from those rows so that no point appears twice. The trackers of
+    `config["run"]["logger"]` (`coopmarl.loggers`) get every point and the summary."""
 
     def __init__(self, run_dir: Path, config: dict, seeds: list[int], save_buffers: bool = False,
                  keep: int = 0, rows: list[tuple] | None = None):
@@ -118,6 +119,9 @@ class RunWriter:
 
         from tensorboardX import SummaryWriter
 
+        from coopmarl.loggers import check_loggers, make_loggers
+
+        check_loggers(config.get("run", {}))  # a missing tracker package is an error before anything is written
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.seeds = list(seeds)
@@ -138,6 +142,9 @@ class RunWriter:
             points.setdefault(step, {}).setdefault(name, np.full(len(self.seeds), np.nan))[index[seed]] = value
         for step in sorted(points):
             self._tb_point(step, points[step])
+        # W&B / MLflow (`logger=`): one tracker run per run directory; a resumed run continues it and logs
+        # again nothing the tracker already has
+        self.loggers = make_loggers(config.get("run", {}), self.run_dir, config, self.seeds, resume=rows is not None)
 
     @property
     def store(self) -> CheckpointStore:
@@ -162,6 +169,11 @@ class RunWriter:
         self._tb_point(step, metrics)
         self.tb.flush()
         self._write_metrics()
+        self._log_point(step, metrics)
+
+    def _log_point(self, step: int, metrics: dict):
+        for logger in self.loggers:
+            logger.log_point(int(step), metrics, self.seeds)
 
     def on_checkpoint(self, loop, step: int, kind: str = "periodic"):
         """Save the runner's loop state (`runner.LoopState`) as the checkpoint at `step` env steps."""
@@ -205,6 +217,8 @@ class RunWriter:
         if self._store is not None:
             self._store.close()
             self._store = None
+        for logger in self.loggers:
+            logger.finish(summary, result.stopped)
         if plot and len(result.steps):
             from coopmarl.plots import plot_curves
 
@@ -217,7 +231,9 @@ def write_run(run_dir: Path, config: dict, result: RunResult, wall_time: float |
     """Write a finished run's directory in one go."""
     writer = RunWriter(run_dir, config, result.seeds, save_buffers=save_buffers)
     for i, step in enumerate(result.steps):
-        writer._tb_point(int(step), {name: values[i] for name, values in result.metrics.items()})
+        point = {name: values[i] for name, values in result.metrics.items()}
+        writer._tb_point(int(step), point)
+        writer._log_point(int(step), point)
     return writer.finish(result, wall_time, plot)
 
 

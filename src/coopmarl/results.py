@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from coopmarl.loggers import check_logger_settings
 from coopmarl.ranges import INT32_MAX, is_integer, range_error
 
 
@@ -26,6 +27,9 @@ class RunConfig:
     checkpoint_every: int | None = None  # chunks between checkpoints; None: a tenth of the run; 0: the final state only
     keep_checkpoints: int = 3  # newest checkpoints kept in the run directory (0: all)
     save_buffers: bool | None = None  # replay buffers in checkpoints; None: when all seeds' fit in SAVE_BUFFERS_MAX_MB
+    logger: str = "none"  # trackers besides TensorBoard (`coopmarl.loggers`): none, wandb, mlflow or wandb,mlflow
+    logger_project: str = "coopmarl"  # the W&B project / MLflow experiment
+    logger_group: str = ""  # the W&B group / MLflow tag `group` (a preset's or sweep's name); "": the run's parent folder
 
     def __post_init__(self):
         for name in ("total_steps", "n_seeds", "log_points", "eval_episodes"):
@@ -35,6 +39,7 @@ class RunConfig:
         _at_least("keep_checkpoints", self.keep_checkpoints, 0, "(0 keeps all)")
         if self.checkpoint_every is not None:
             _at_least("checkpoint_every", self.checkpoint_every, 0, "(chunks between checkpoints; 0: the final state only)")
+        check_logger_settings(self.logger, self.logger_project)
 
 
 SAVE_BUFFERS_MAX_MB = 512  # save_buffers=None saves the replay buffers when all seeds' together are at most this

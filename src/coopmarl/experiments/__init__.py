@@ -1,15 +1,19 @@
-"""Paper presets for `coopmarl reproduce NAME`.
+"""Paper presets for `coopmarl reproduce NAME`, as declarations run by one executor.
 
-A preset is a function `(out_dir: Path, options: dict) -> Report` registered under a name. It trains
-through the same runner as `coopmarl train`, writes each run's directory under `out_dir`, plus
-`table.md` and PNG plots, and returns the markdown table (which the CLI prints).
+A preset declares its options, its *cells* — `Cell(path, algo, env, overrides, seeds, label, group)`, one run
+directory each under the preset's `--out` — and a *report* function that turns the finished cells (`Runs`, read
+back from their run directories) into a `Report`: the markdown table, its notes and plots. The executor
+(`coopmarl.experiments.executor`) checks every cell, skips finished ones, resumes interrupted ones, trains the
+rest (locally or on Ray), then builds the report, table.md, aggregate.json and marl_eval.json; `--report-only`
+rebuilds them from the run directories alone. A preset without cells (an exact computation) only reports.
+
+    @register_experiment("my-preset", "what it reproduces", {"seeds": (3, "seeds per run")}, cells=my_cells)
+    def my_preset(runs: Runs, opts: dict) -> Report: ...
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from coopmarl.errors import ConfigError, ParamError, UnknownNameError, did_you_mean
@@ -31,19 +35,48 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One run of an experiment: `algo` on `env` with `overrides` (algorithm, run and env.* keys) for `seeds`
+    seeds from `seed`, written to the run directory `path` under the experiment's --out. `label` names it in
+    tables, plots and aggregate.json (default: the algorithm); `group` gathers cells into one plot (default: env).
+    Cells with the same non-empty `vmap_group` differ only in vmappable hyperparameters and train as one compiled
+    program (`coopmarl.training.train_vmapped`)."""
+
+    path: str
+    algo: str
+    env: str
+    overrides: dict = field(default_factory=dict)
+    seeds: int = 1
+    seed: int = 0
+    label: str = ""
+    group: str = ""
+    vmap_group: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "label", self.label or self.algo)
+        object.__setattr__(self, "group", self.group or self.env)
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     description: str
-    run: Callable[[Path, dict], Report]
+    report: Callable  # (Runs, options) -> Report
     options: dict  # option name -> (default, help)
+    cells: Callable | None = None  # options -> [Cell]; None: the experiment trains nothing
+    metrics: tuple[str, ...] = ("eval_return",)  # what aggregate.json summarises
+    vmapped: dict = field(default_factory=dict)  # Cell.vmap_group -> the keys its cells vmap
 
 
 _EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register_experiment(name: str, description: str, options: dict | None = None):
+def register_experiment(name: str, description: str, options: dict | None = None, cells: Callable | None = None,
+                        metrics: tuple[str, ...] = ("eval_return",)):
+    """Register `fn(runs, options) -> Report` as the report of the experiment `name`, whose cells `cells(options)`
+    declares."""
     def deco(fn):
-        _EXPERIMENTS[name] = Experiment(name, description, fn, options or {})
+        _EXPERIMENTS[name] = Experiment(name, description, fn, options or {}, cells, tuple(metrics))
         return fn
 
     return deco
@@ -82,17 +115,12 @@ def resolve_options(exp: Experiment, given: dict[str, str]) -> dict:
     return out
 
 
-def run_experiment(name: str, out_dir: Path | None = None, options: dict | None = None) -> tuple[Report, Path]:
-    from coopmarl.files import atomic_write
+def run_experiment(name: str, out_dir=None, options: dict | None = None, **kwargs):
+    """Run the experiment `name` into `out_dir` (default runs/NAME); see `executor.run_experiment`. Returns
+    (Report, out_dir)."""
+    from coopmarl.experiments.executor import run_experiment as execute
 
-    exp = get_experiment(name)
-    opts = resolve_options(exp, options or {})
-    out_dir = Path(out_dir) if out_dir else Path("runs") / f"reproduce_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
-    start = time.time()
-    report = exp.run(out_dir, opts)
-    report.notes.append(f"wall time {time.time() - start:.1f} s; options {opts}")
-    atomic_write(out_dir / "table.md", report.markdown())
-    return report, out_dir
+    return execute(name, out_dir, options, **kwargs)
 
 
 def choose(text: str, valid, what: str) -> tuple[str, ...]:
@@ -106,18 +134,6 @@ def choose(text: str, valid, what: str) -> tuple[str, ...]:
     if not picked:
         raise ConfigError(f"no {what} given. Valid: {', '.join(valid)} (or all)")
     return picked
-
-
-def mean_std(x, digits: int = 2) -> str:
-    """'mean ± std' over seeds, ignoring NaN (a seed that finished no episode in the last logging
-    interval); '—' when no seed has a value."""
-    import numpy as np
-
-    x = np.asarray(x, dtype=float).reshape(-1)
-    x = x[np.isfinite(x)]
-    if not x.size:
-        return "—"
-    return f"{x.mean():.{digits}f} ± {x.std():.{digits}f}"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

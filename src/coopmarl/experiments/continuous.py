@@ -23,8 +23,8 @@ import numpy as np
 from coopmarl.algos.base import list_algos
 from coopmarl.errors import ConfigError
 from coopmarl.evaluation import greedy_actions
-from coopmarl.experiments import Report, markdown_table, register_experiment
-from coopmarl.experiments.tabular import train_run
+from coopmarl.experiments import Cell, Report, markdown_table, register_experiment
+from coopmarl.experiments.tables import estimate, iqm_ci, mean_sd, plot_cells
 
 DIFF_ALGOS = ("rommeo-ac", "maddpg", "iddpg", "ddpg-om", "pr2-ac", "masql")
 DEFAULT_ALGOS = "rommeo-ac,maddpg,iddpg,ddpg-om,pr2-ac"  # MASQL on request: its SVGD step costs ~4x ROMMEO-AC's
@@ -86,7 +86,7 @@ def _surface(ax, env_variant: str):
     return cs
 
 
-def _plot_paths(results: dict, finals: dict, env_variant: str, path: Path):
+def _plot_paths(results: dict, finals: dict, env_variant: str, path: Path):  # results: {algo: RunResult}
     """Fig. 2a: each seed's mean joint action over training (the logged policy means) over the reward contour."""
     import matplotlib.pyplot as plt
 
@@ -134,6 +134,15 @@ def _plot_means(result, path: Path):
     return path.name
 
 
+def _cells(opts: dict) -> list[Cell]:
+    algos = _check(opts)
+    env_variant, default_steps = VARIANTS[opts["variant"]]
+    steps = opts["steps"] or default_steps
+    overrides = {"env.variant": env_variant, "total_steps": steps, "log_points": opts["log_points"],
+                 "batch_size": opts["batch_size"], "buffer_size": max(steps, opts["batch_size"])}
+    return [Cell(algo, algo, "differential", overrides, opts["seeds"], label=LABELS.get(algo, algo)) for algo in algos]
+
+
 @register_experiment(
     "rommeo-differential",
     "ROMMEO Fig. 2: ROMMEO-AC vs MADDPG, IDDPG, DDPG-OM, PR2-AC (+ MASQL on request) on the differential "
@@ -150,36 +159,31 @@ def _plot_means(result, path: Path):
                                  "on a 2-core CPU)"),
         "log_points": (50, "logging/evaluation points per run"),
     },
+    cells=lambda opts: _cells(opts),
 )
-def rommeo_differential(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.plots import plot_curves
-
+def rommeo_differential(runs, opts: dict) -> Report:
     algos = _check(opts)
     env_variant, default_steps = VARIANTS[opts["variant"]]
     steps = opts["steps"] or default_steps
     results, finals, rows = {}, {}, []
-    for algo in algos:
-        overrides = {"env.variant": env_variant, "total_steps": steps, "log_points": opts["log_points"],
-                     "batch_size": opts["batch_size"], "buffer_size": max(steps, opts["batch_size"])}
-        result, resolved = train_run(out_dir, algo, "differential", overrides, opts["seeds"], algo, progress=False)
-        results[algo], finals[algo] = result, greedy_joint_actions(resolved, result.train_state)
-        ret = np.asarray(result.metrics["eval_return"][-1], dtype=float)
+    for run in runs:
+        algo = run.cell.algo
+        resolved, state = run.state()
+        results[algo], finals[algo] = run.result, greedy_joint_actions(resolved, state)
         at_global, at_local = _near(finals[algo], GLOBAL), _near(finals[algo], LOCAL)
-        n = len(ret)
+        n = len(finals[algo])
         mean_action = finals[algo].mean(0)
-        rows.append([LABELS.get(algo, algo), f"{at_global.sum()}/{n} ({at_global.mean():.0%})",
-                     f"{at_local.sum()}/{n}", f"{ret.mean():.2f} ± {ret.std():.2f}",
-                     f"({mean_action[0]:.2f}, {mean_action[1]:.2f})"])
-    header = ["algorithm", "seeds at (5, 5)", "seeds at (−5, −5)", "final greedy return", "mean final joint action"]
+        est = estimate(run.final("eval_return"), run.label, run.cell.env, "eval_return")
+        rows.append([run.label, f"{at_global.sum()}/{n} ({at_global.mean():.0%})", f"{at_local.sum()}/{n}",
+                     iqm_ci(est), mean_sd(est), f"({mean_action[0]:.2f}, {mean_action[1]:.2f})"])
+    header = ["algorithm", "seeds at (5, 5)", "seeds at (−5, −5)", "final greedy return, IQM [95% CI]", "mean ± sd",
+              "mean final joint action"]
 
-    plots = []
-    plot_curves(list(results.values()), out_dir / "learning_curves.png", metrics=["eval_return", "train_return"],
-                labels=[LABELS.get(a, a) for a in results], hlines={"eval_return": 10.0},
-                title="Differential game: learning curves (ROMMEO Fig. 2b)")
-    plots.append("learning_curves.png")
-    plots.append(_plot_paths(results, finals, env_variant, out_dir / "action_paths.png"))
+    plots = [plot_cells(runs, runs.out / "learning_curves.png", ["eval_return", "train_return"],
+                        "Differential game: learning curves (ROMMEO Fig. 2b)", {"eval_return": 10.0})]
+    plots.append(_plot_paths(results, finals, env_variant, runs.out / "action_paths.png"))
     if "rommeo-ac" in results:
-        plots.append(_plot_means(results["rommeo-ac"], out_dir / "rommeo_means.png"))
+        plots.append(_plot_means(results["rommeo-ac"], runs.out / "rommeo_means.png"))
 
     notes = [
         f"{steps} env steps per seed ({opts['variant']} variant; env variant {env_variant!r}), {opts['seeds']} seeds "
@@ -191,7 +195,7 @@ def rommeo_differential(out_dir: Path, opts: dict) -> Report:
         "Paths (action_paths.png) are the logged mean actions of each seed's policy per logging interval, "
         "from (0, 0); dots are the final greedy joint actions.",
     ]
-    not_run = [a for a in DIFF_ALGOS if a not in results]
+    not_run = [a for a in DIFF_ALGOS if a not in algos]
     if not_run:
         notes.append(f"Not run here: {', '.join(LABELS[a] for a in not_run)} (choose with algos=…).")
     return Report("ROMMEO §5.2: the differential Max of Two Quadratics game", markdown_table(header, rows), notes,

@@ -16,7 +16,6 @@ with the paper's d_target per environment (`kl_target`). IQL is the paper's refe
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,9 +24,8 @@ from coopmarl.algos.base import get_algo
 from coopmarl.config import config_fields
 from coopmarl.errors import ConfigError
 from coopmarl.evaluation import evaluate_states
-from coopmarl.experiments import Report, choose, markdown_table, register_experiment
-from coopmarl.experiments import mean_std as _ms
-from coopmarl.experiments.tabular import train_run
+from coopmarl.experiments import Cell, Report, choose, markdown_table, register_experiment
+from coopmarl.experiments.tables import estimate, improvement, iqm_ci, mean_sd, plot_cells
 
 SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores) or paper (the paper's sizes and long runs; for a GPU)")}
 PAPER_STEPS_NOTE = ("The paper gives its training lengths only on its figures' x-axes (not in our text copy of it); "
@@ -81,23 +79,18 @@ def _beta_overrides(algo: str, beta: float) -> dict:
             "dpo-no-sqrt": {"kl_coef_init": beta}, "ippo-kl": {"kl_coef_init": beta}}.get(algo, {})
 
 
-def _final(result, metric: str) -> np.ndarray:
-    return np.asarray(result.metrics[metric][-1], dtype=float) if metric in result.metrics else np.full(1, np.nan)
+def _score(run, metric: str) -> str:
+    """IQM [95% CI] of a cell's final `metric` over seeds ('—' if it never logged it), marking a diverged cell."""
+    text = iqm_ci(estimate(run.final(metric), run.label, run.cell.env, metric))
+    return text + (f" ({run.stopped})" if run.stopped else "")
 
 
-def _compare(a: np.ndarray, b: np.ndarray, name_a: str = "DPO", name_b: str = "IPPO") -> str:
-    """'DPO ≥ IPPO' or not, with the difference of the means and its standard error over seeds."""
-    diff = float(np.mean(a) - np.mean(b))
-    se = float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))) if min(len(a), len(b)) > 1 else np.nan
-    verdict = f"{name_a} ≥ {name_b}" if diff >= 0 else f"{name_a} < {name_b}"
-    return f"{verdict} (difference {diff:+.2f}, s.e. {se:.2f})"
-
-
-def _plot(results, labels, path: Path, metrics, title, hlines=None):
-    from coopmarl.plots import plot_curves
-
-    plot_curves(results, path, metrics=metrics, labels=labels, hlines=hlines, title=title)
-    return path.name
+def _compare(group: list, metric: str, a: str = "DPO", b: str = "IPPO") -> str | None:
+    """P(a > b) on a metric's final values with its interval, when both ran in the group."""
+    by = {run.label: run for run in group}
+    if a not in by or b not in by:
+        return None
+    return improvement(by[a].final(metric), by[b].final(metric), a, b, by[a].cell.env, metric)
 
 
 # ---- the random cooperative stochastic game (DPO §4.1, App. C) ---------------------------------------------
@@ -119,41 +112,46 @@ SG_OPTIONS = {
 }
 
 
-def _sg_setup(opts: dict) -> tuple[str, dict, int, object]:
+def _sg_setup(opts: dict, solve: bool = True) -> tuple[str, dict, int, float | None]:
     from coopmarl import exact
     from coopmarl.envs.registry import make
 
+    _check(opts)
     s, n, a = SG_SIZE[opts["scale"]]
     s, n, a = opts["n_states"] or s, opts["n_agents"] or n, opts["n_actions"] or a
     env_params = {"n_states": s, "n_agents": n, "n_actions": a, "seed": opts["game_seed"]}
-    game = make("random-stochastic-game", **env_params)
-    optimum = float(exact.solve(game).optimal_return)
+    optimum = float(exact.solve(make("random-stochastic-game", **env_params)).optimal_return) if solve else None
     steps = opts["steps"] or SG_STEPS[opts["scale"]]
     return f"{s} states, {n} agents, {a} actions ({a ** n:,} joint actions), game seed {opts['game_seed']}", \
         {f"env.{k}": v for k, v in env_params.items()}, steps, optimum
 
 
-def _sg_runs(out_dir: Path, opts: dict, settings: list[tuple[str, str, dict]], title: str, plot_name: str):
-    """Train each (label, algo, extra overrides) on the game; rows: exact final return of the learned
-    (stochastic) policy and of its greedy version, regret, train return."""
-    game_text, env_over, steps, optimum = _sg_setup(opts)
-    s = env_over["env.n_states"]
-    rows, results, finals = [], [], {}
+def _sg_cells(opts: dict, settings: list[tuple[str, str, dict]]) -> list[Cell]:
+    """One cell per (label, algo, extra overrides) on the game."""
+    _, env_over, steps, _ = _sg_setup(opts, solve=False)
+    cells = []
     for label, algo, extra in settings:
         over = {**env_over, **_algo_overrides(algo, "stochastic-game", steps, SG_ENVS[opts["scale"]]),
                 "total_steps": steps, "log_points": 20, **_beta_overrides(algo, opts["beta_init"]), **extra}
         if algo != "iql":
-            over["rollout_length"] = s  # one whole episode per env per update (MAPPO's episode_length)
-        result, _ = train_run(out_dir, algo, "random-stochastic-game", over, opts["seeds"],
-                              label.replace(" ", "_").replace("/", "").replace(",", "_"), progress=False)
-        results.append(result)
-        final = _final(result, "eval_return")
-        finals[label] = final
-        rows.append([label, _ms(final), _ms(_final(result, "greedy_return")), _ms(_final(result, "regret")),
-                     _ms(_final(result, "train_return")), f"{optimum:.2f}"])
-    plot = _plot(results, [r[0] for r in settings], out_dir / plot_name, ["eval_return", "train_return", "regret"],
-                 f"{title} ({game_text})", hlines={"eval_return": optimum, "regret": 0.0})
-    header = ["run", "final return (exact, mean ± std)", "greedy policy's return (exact)", "regret",
+            over["rollout_length"] = env_over["env.n_states"]  # one whole episode per env per update (MAPPO's)
+        cells.append(Cell(label.replace(" ", "_").replace("/", "").replace(",", "_"), algo, "random-stochastic-game",
+                          over, opts["seeds"], label=label))
+    return cells
+
+
+def _sg_report(runs, opts: dict, title: str, plot_name: str):
+    """Rows: exact final return of the learned (stochastic) policy and of its greedy version, regret, train
+    return."""
+    game_text, env_over, steps, optimum = _sg_setup(opts)
+    s = env_over["env.n_states"]
+    rows = [[run.label, _score(run, "eval_return"), mean_sd(estimate(run.final("eval_return"), run.label,
+                                                                     run.cell.env, "eval_return")),
+             _score(run, "greedy_return"), _score(run, "regret"), _score(run, "train_return"), f"{optimum:.2f}"]
+            for run in runs]
+    plot = plot_cells(runs, runs.out / plot_name, ["eval_return", "train_return", "regret"], f"{title} ({game_text})",
+                      {"eval_return": optimum, "regret": 0.0})
+    header = ["run", "final return (exact), IQM [95% CI]", "mean ± sd", "greedy policy's return (exact)", "regret",
               "train return", "optimum (DP)"]
     notes = [
         f"Game: random-stochastic-game, {game_text}; episode length = number of states = {s}; "
@@ -163,9 +161,10 @@ def _sg_runs(out_dir: Path, opts: dict, settings: list[tuple[str, str, dict]], t
         f"{PAPER_STEPS_NOTE}",
         "Final return = the exact expected episode return (coopmarl.exact) of the learned stochastic policies; "
         "IQL has no policy table, so its return is the mean of 16 greedy rollouts per seed and its greedy column "
-        "is empty. The optimum is that of a centralised joint policy (dynamic programming), as in Figs 1a and 8.",
+        "is empty. The optimum is that of a centralised joint policy (dynamic programming), as in Figs 1a and 8. "
+        "Columns after the first are IQMs [95% CI] too.",
     ]
-    return rows, header, notes, plot, finals, optimum
+    return rows, header, notes, plot, optimum
 
 
 @register_experiment(
@@ -173,40 +172,50 @@ def _sg_runs(out_dir: Path, opts: dict, settings: list[tuple[str, str, dict]], t
     "DPO Figs 1a and 8: DPO vs IPPO, IPPO-KL, DPO w/o kl and IQL on the random cooperative stochastic game, "
     "with the exact optimum (d_target 0.1)",
     {**SG_OPTIONS, "algos": (",".join(SG_ALGOS), f"comma-separated subset of {', '.join(SG_ALGOS)}")},
+    cells=lambda opts: _sg_cells(opts, [(ALGO_LABELS[a], a, {}) for a in _check(opts, opts["algos"], SG_ALGOS)]),
+    metrics=("eval_return", "regret"),
 )
-def dpo_stochastic_game(out_dir: Path, opts: dict) -> Report:
-    algos = _check(opts, opts["algos"], SG_ALGOS)
-    settings = [(ALGO_LABELS[a], a, {}) for a in algos]
-    rows, header, notes, plot, finals, optimum = _sg_runs(out_dir, opts, settings, "DPO Figs 1a, 8", "curves.png")
-    if "DPO" in finals and "IPPO" in finals:
-        notes.insert(0, "DPO vs IPPO (final exact return): " + _compare(finals["DPO"], finals["IPPO"]) + ".")
-    below = [label for label, f in finals.items() if np.nanmean(f) < optimum - 1e-3]
-    notes.insert(1, f"Below the optimum {optimum:.2f}: {', '.join(below) if below else 'none'} "
+def dpo_stochastic_game(runs, opts: dict) -> Report:
+    rows, header, notes, plot, optimum = _sg_report(runs, opts, "DPO Figs 1a, 8", "curves.png")
+    compared = _compare(list(runs), "eval_return")
+    if compared:
+        notes.insert(0, f"DPO vs IPPO (final exact return): {compared}.")
+    below = [run.label for run in runs if np.nanmean(run.final("eval_return")) < optimum - 1e-3]
+    notes.insert(1, f"Below the optimum {optimum:.2f} (mean over seeds): {', '.join(below) if below else 'none'} "
                     "(the paper: every method, DPO included, stays well below it).")
     notes.append("The paper (Figs 1a, 8) reports DPO above IPPO, IPPO-KL and DPO w/o kl (which are close to each "
                  "other), IQL below IPPO, and all far from the optimum.")
     return Report("DPO Figs 1a, 8: random cooperative stochastic game", markdown_table(header, rows), notes, [plot])
 
 
-@register_experiment(
-    "dpo-dtarget",
-    "DPO Fig. 1b: DPO with d_target ∈ {0.001, 0.01, 0.1, 1} on the random cooperative stochastic game",
-    {**SG_OPTIONS, "targets": ("0.001,0.01,0.1,1", "comma-separated d_target values")},
-)
-def dpo_dtarget(out_dir: Path, opts: dict) -> Report:
-    _check(opts)
+def _targets(opts: dict) -> list[float]:
     try:
         targets = [float(t) for t in _names(opts["targets"])]
     except ValueError:
         raise ConfigError(f"targets must be comma-separated numbers, got {opts['targets']!r}") from None
     if not targets or min(targets) <= 0:
         raise ConfigError(f"targets must be positive numbers, got {opts['targets']!r}")
-    settings = [(f"DPO d_target={t:g}", "dpo", {"kl_target": t}) for t in targets]
-    rows, header, notes, plot, finals, _ = _sg_runs(out_dir, opts, settings, "DPO Fig. 1b", "dtarget.png")
-    best = max(finals, key=lambda k: np.nanmean(finals[k]))
-    notes.insert(0, f"Highest final return: {best}. The paper: 0.001 and 0.01 learn slowly (the coefficients grow "
-                    "and limit the step), 1 fluctuates (steps leave the trust region), 0.1 is its choice.")
+    return targets
+
+
+@register_experiment(
+    "dpo-dtarget",
+    "DPO Fig. 1b: DPO with d_target ∈ {0.001, 0.01, 0.1, 1} on the random cooperative stochastic game",
+    {**SG_OPTIONS, "targets": ("0.001,0.01,0.1,1", "comma-separated d_target values")},
+    cells=lambda opts: _sg_cells(opts, [(f"DPO d_target={t:g}", "dpo", {"kl_target": t}) for t in _targets(opts)]),
+    metrics=("eval_return", "regret"),
+)
+def dpo_dtarget(runs, opts: dict) -> Report:
+    rows, header, notes, plot, _ = _sg_report(runs, opts, "DPO Fig. 1b", "dtarget.png")
+    best = max(runs, key=lambda run: stats_iqm(run)).label
+    notes.insert(0, f"Highest final return (IQM): {best}. The paper: 0.001 and 0.01 learn slowly (the coefficients "
+                    "grow and limit the step), 1 fluctuates (steps leave the trust region), 0.1 is its choice.")
     return Report("DPO Fig. 1b: d_target on the stochastic game", markdown_table(header, rows), notes, [plot])
+
+
+def stats_iqm(run, metric: str = "eval_return") -> float:
+    est = estimate(run.final(metric), run.label, run.cell.env, metric)
+    return est["iqm"] if est is not None else -np.inf
 
 
 DELTA_OMEGA = "1.5:2,1.5:4,1.5:6,1.1:2,3:2,3:6,1.1:6"  # the seven (δ, ω) of DPO Fig. 9
@@ -217,20 +226,14 @@ DELTA_OMEGA = "1.5:2,1.5:4,1.5:6,1.1:2,3:2,3:6,1.1:6"  # the seven (δ, ω) of D
     "DPO Fig. 9: DPO with several (δ, ω) of the adaptive rule (eq. 21) on the random cooperative stochastic game",
     {**SG_OPTIONS, "grid": ("1.5:2,1.1:2,3:2,1.5:6,3:6",
                             f"comma-separated δ:ω pairs (the paper's seven: {DELTA_OMEGA})")},
+    cells=lambda opts: _sg_cells(opts, [(f"DPO δ={d:g} ω={w:g}", "dpo", {"adapt_delta": d, "adapt_omega": w})
+                                        for d, w in _grid(opts)]),
+    metrics=("eval_return", "regret"),
 )
-def dpo_delta_omega(out_dir: Path, opts: dict) -> Report:
-    _check(opts)
-    try:
-        grid = [tuple(float(v) for v in pair.split(":")) for pair in _names(opts["grid"])]
-        assert grid and all(len(p) == 2 for p in grid)
-    except (ValueError, AssertionError):
-        raise ConfigError(f"grid must be comma-separated δ:ω pairs such as 1.5:2, got {opts['grid']!r}") from None
-    if any(d <= 1 or w <= 1 for d, w in grid):
-        raise ConfigError(f"δ and ω must be > 1, got {opts['grid']!r}")
-    settings = [(f"DPO δ={d:g} ω={w:g}", "dpo", {"adapt_delta": d, "adapt_omega": w}) for d, w in grid]
-    rows, header, notes, plot, finals, _ = _sg_runs(out_dir, opts, settings, "DPO Fig. 9", "delta_omega.png")
-    means = [np.nanmean(f) for f in finals.values()]
-    notes.insert(0, f"Spread of the final returns over the grid: {min(means):.2f} … {max(means):.2f}. The paper: "
+def dpo_delta_omega(runs, opts: dict) -> Report:
+    rows, header, notes, plot, _ = _sg_report(runs, opts, "DPO Fig. 9", "delta_omega.png")
+    iqms = [stats_iqm(run) for run in runs]
+    notes.insert(0, f"Spread of the final returns (IQM) over the grid: {min(iqms):.2f} … {max(iqms):.2f}. The paper: "
                     "the influence of δ and ω is limited (as in PPO).")
     if opts["grid"] != DELTA_OMEGA:
         notes.append(f"The default grid is five of the paper's seven pairs ({DELTA_OMEGA}) to fit the CPU budget; "
@@ -238,40 +241,45 @@ def dpo_delta_omega(out_dir: Path, opts: dict) -> Report:
     return Report("DPO Fig. 9: δ and ω on the stochastic game", markdown_table(header, rows), notes, [plot])
 
 
+def _grid(opts: dict) -> list[tuple[float, float]]:
+    try:
+        grid = [tuple(float(v) for v in pair.split(":")) for pair in _names(opts["grid"])]
+        assert grid and all(len(p) == 2 for p in grid)
+    except (ValueError, AssertionError):
+        raise ConfigError(f"grid must be comma-separated δ:ω pairs such as 1.5:2, got {opts['grid']!r}") from None
+    if any(d <= 1 or w <= 1 for d, w in grid):
+        raise ConfigError(f"δ and ω must be > 1, got {opts['grid']!r}")
+    return grid
+
+
 # ---- deep environments: MPE, SMAX, MABrax ----------------------------------------------------------------
 
 
-def _env_runs(out_dir: Path, opts: dict, envs: list[tuple[str, dict]], algos: tuple[str, ...], family: str,
-              steps: int, n_envs: int, extra_eval=None, labels: dict | None = None):
-    """Train every algorithm on every env; returns {env: [(label, result, resolved, extra metrics)]}."""
-    groups = {}
-    for env, env_over in envs:
-        for algo in algos:
-            over = {**env_over, **_algo_overrides(algo, family, steps, n_envs), "total_steps": steps, "log_points": 20,
-                    **_beta_overrides(algo, opts.get("beta_init", 0.01))}
-            tag = f"{env.replace(':', '_').replace('|', '-')}/{algo}"
-            result, resolved = train_run(out_dir, algo, env, over, opts["seeds"], tag, progress=False)
-            extra = extra_eval(resolved, result) if extra_eval else {}
-            groups.setdefault(env, []).append(((labels or ALGO_LABELS).get(algo, algo), result, resolved, extra))
-    return groups
+def _env_cells(opts: dict, envs: list[tuple[str, dict]], algos: tuple[str, ...], family: str, steps: int,
+               n_envs: int) -> list[Cell]:
+    """Every algorithm on every env (env name, its env.* overrides)."""
+    return [Cell(f"{env.replace(':', '_').replace('|', '-')}/{algo}", algo, env,
+                 {**env_over, **_algo_overrides(algo, family, steps, n_envs), "total_steps": steps, "log_points": 20,
+                  **_beta_overrides(algo, opts.get("beta_init", 0.01))}, opts["seeds"], label=ALGO_LABELS.get(algo, algo))
+            for env, env_over in envs for algo in algos]
 
 
-def _env_table(out_dir: Path, groups: dict, metrics=("eval_return", "train_return"), extra_cols=()):
+def _env_table(runs, metrics=("eval_return", "train_return"), extra_cols=None):
+    """Rows (env, label, IQM [CI] of each metric, then `extra_cols(run)`'s) and one plot per env."""
     rows, plots = [], []
-    for env, runs in groups.items():
-        for label, result, _, extra in runs:
-            rows.append([env, label] + [_ms(_final(result, m)) for m in metrics] + [extra.get(c, "") for c in extra_cols])
-        path = out_dir / f"{env.replace(':', '_').replace('|', '-')}.png"
-        plots.append(_plot([r for _, r, _, _ in runs], [lbl for lbl, *_ in runs], path, list(metrics), env))
+    for env, group in runs.by_group().items():
+        for run in group:
+            rows.append([env, run.label] + [_score(run, m) for m in metrics] + (extra_cols(run) if extra_cols else []))
+        plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_').replace('|', '-')}.png", metrics, env))
     return rows, plots
 
 
-def _dpo_vs_ippo_notes(groups: dict, metric: str, what: str) -> list[str]:
+def _dpo_vs_ippo_notes(runs, metric: str, what: str) -> list[str]:
     notes = []
-    for env, runs in groups.items():
-        by = {label: _final(result, metric) for label, result, _, _ in runs}
-        if "DPO" in by and "IPPO" in by:
-            notes.append(f"{env}: {_compare(by['DPO'], by['IPPO'])} in final {what}.")
+    for env, group in runs.by_group().items():
+        compared = _compare(group, metric)
+        if compared:
+            notes.append(f"{env}: {compared} in final {what}.")
     return notes
 
 
@@ -288,16 +296,22 @@ def _mpe_opts(default_algos: str, seeds: int) -> dict:
             "algos": (default_algos, "comma-separated algorithms"), **BETA_INIT}
 
 
-def _mpe(out_dir: Path, opts: dict, allowed: tuple[str, ...], title: str) -> tuple[Report, dict]:
+def _mpe_setup(opts: dict, allowed: tuple[str, ...]):
     algos = _check(opts, opts["algos"], allowed)
     tasks = choose(opts["tasks"], MPE_TASKS, "MPE task")
-    steps = opts["steps"] or MPE_STEPS[opts["scale"]]
-    n_envs = MPE_ENVS[opts["scale"]]
-    groups = _env_runs(out_dir, opts, [(t, {"env.n_agents": opts["n_agents"]}) for t in tasks], algos, "mpe",
-                       steps, n_envs)
-    rows, plots = _env_table(out_dir, groups)
-    notes = _dpo_vs_ippo_notes(groups, "eval_return", "greedy return") + _dpo_vs_ippo_notes(
-        groups, "train_return", "train return")
+    return algos, tasks, opts["steps"] or MPE_STEPS[opts["scale"]], MPE_ENVS[opts["scale"]]
+
+
+def _mpe_cells(opts: dict, allowed: tuple[str, ...]) -> list[Cell]:
+    algos, tasks, steps, n_envs = _mpe_setup(opts, allowed)
+    return _env_cells(opts, [(t, {"env.n_agents": opts["n_agents"]}) for t in tasks], algos, "mpe", steps, n_envs)
+
+
+def _mpe(runs, opts: dict, allowed: tuple[str, ...], title: str) -> Report:
+    _, _, steps, n_envs = _mpe_setup(opts, allowed)
+    rows, plots = _env_table(runs)
+    notes = _dpo_vs_ippo_notes(runs, "eval_return", "greedy return") + _dpo_vs_ippo_notes(
+        runs, "train_return", "train return")
     notes += [
         f"{opts['n_agents']} agents, discrete actions, episodes of 25 steps, d_target 0.01 (DPO App. B), initial "
         f"β√ = β_KL = {opts['beta_init']:g}; "
@@ -307,18 +321,22 @@ def _mpe(out_dir: Path, opts: dict, allowed: tuple[str, ...], title: str) -> tup
         "episodes during the last logging interval. Returns are the team reward summed over the episode "
         "(higher is better; all negative).",
     ]
-    return Report(title, markdown_table(["task", "algorithm", "eval return (greedy)", "train return"], rows),
-                  notes, plots), groups
+    return Report(title, markdown_table(["task", "algorithm", "eval return (greedy), IQM [95% CI]",
+                                         "train return, IQM [95% CI]"], rows), notes, plots)
+
+
+MPE_ALGOS = ("dpo", "ippo", "iql", "ippo-kl", "dpo-no-kl", "dpo-no-sqrt")
+ABLATION_ALGOS = ("dpo", "dpo-no-sqrt", "dpo-no-kl", "ippo")
 
 
 @register_experiment(
     "dpo-mpe",
     "DPO Fig. 2: DPO vs IPPO and IQL on MPE spread, line and circle control with 5 agents",
     _mpe_opts("dpo,ippo,iql", 3),
+    cells=lambda opts: _mpe_cells(opts, MPE_ALGOS),
 )
-def dpo_mpe(out_dir: Path, opts: dict) -> Report:
-    report, _ = _mpe(out_dir, opts, ("dpo", "ippo", "iql", "ippo-kl", "dpo-no-kl", "dpo-no-sqrt"),
-                     "DPO Fig. 2: MPE, 5 agents")
+def dpo_mpe(runs, opts: dict) -> Report:
+    report = _mpe(runs, opts, MPE_ALGOS, "DPO Fig. 2: MPE, 5 agents")
     report.notes.append("The paper (Fig. 2): DPO ends above IPPO and IQL in all three tasks, though it may trail "
                         "them early; IQL learns fast but is unstable across seeds.")
     return report
@@ -328,9 +346,10 @@ def dpo_mpe(out_dir: Path, opts: dict) -> Report:
     "dpo-ablation",
     "DPO Fig. 5: DPO vs DPO w/o sqrt (= IPPO-KL) and DPO w/o kl on MPE spread, line and circle with 5 agents",
     _mpe_opts("dpo,dpo-no-sqrt,dpo-no-kl", 2),
+    cells=lambda opts: _mpe_cells(opts, ABLATION_ALGOS),
 )
-def dpo_ablation(out_dir: Path, opts: dict) -> Report:
-    report, _ = _mpe(out_dir, opts, ("dpo", "dpo-no-sqrt", "dpo-no-kl", "ippo"), "DPO Fig. 5: ablation on MPE")
+def dpo_ablation(runs, opts: dict) -> Report:
+    report = _mpe(runs, opts, ABLATION_ALGOS, "DPO Fig. 5: ablation on MPE")
     report.notes.append("The paper (Fig. 5): removing either √KL or KL lowers DPO's performance in all three "
                         "tasks. Add `algos=dpo,dpo-no-sqrt,dpo-no-kl,ippo` for the IPPO line the figure also shows.")
     return report
@@ -345,17 +364,27 @@ SMAX_STEPS = {"cpu": 20_000, "paper": 10_000_000}
 SMAX_ENVS = {"cpu": 8, "paper": 64}
 
 
-def _win_rate(n_episodes: int = 32):
-    """Greedy episodes of the final policies through the one evaluation module: `win_rate` is SMAX's
-    `battle_won` at each episode's end (the bridge declares it in `eval_metrics`)."""
+def _win_rate(run, n_episodes: int = 32) -> np.ndarray:
+    """Each seed's win rate over `n_episodes` greedy episodes of its final policy, through the one evaluation
+    module: SMAX's `battle_won` at each episode's end (the bridge declares it in `eval_metrics`)."""
+    resolved, state = run.state()
+    keys = [jax.random.PRNGKey(10_000 + s) for s in run.result.seeds]
+    return np.asarray(evaluate_states(resolved.algo, resolved.env, resolved.config, state, keys,
+                                      n_episodes)["win_rate"], dtype=float)
 
-    def evaluate(resolved, result) -> dict:
-        keys = [jax.random.PRNGKey(10_000 + s) for s in result.seeds]
-        rate = evaluate_states(resolved.algo, resolved.env, resolved.config, result.train_state, keys,
-                               n_episodes)["win_rate"]
-        return {"win rate (greedy)": _ms(rate), "_win": rate}
 
-    return evaluate
+SMAX_ALGOS = ("dpo", "ippo", "iql", "dpo-no-sqrt", "dpo-no-kl")
+
+
+def _smax_setup(opts: dict):
+    algos = _check(opts, opts["algos"], SMAX_ALGOS)
+    maps = choose(opts["maps"], SMAX_MAPS, "map")
+    return algos, maps, opts["steps"] or SMAX_STEPS[opts["scale"]], SMAX_ENVS[opts["scale"]]
+
+
+def _smax_cells(opts: dict) -> list[Cell]:
+    algos, maps, steps, n_envs = _smax_setup(opts)
+    return _env_cells(opts, [(f"smax:{SMAX_MAPS[m]}", {}) for m in maps], algos, "smax", steps, n_envs)
 
 
 @register_experiment(
@@ -366,21 +395,19 @@ def _win_rate(n_episodes: int = 32):
      "steps": (0, f"env steps per seed (0 = the scale's: cpu {SMAX_STEPS['cpu']:,}, paper {SMAX_STEPS['paper']:,})"),
      "maps": ("2s3z,8m", f"comma-separated SMAC map names of Fig. 4 ({', '.join(SMAX_MAPS)}) or all"),
      "algos": ("dpo,ippo", "comma-separated algorithms (dpo, ippo, iql, dpo-no-sqrt, dpo-no-kl)")},
+    cells=_smax_cells,
 )
-def dpo_smax(out_dir: Path, opts: dict) -> Report:
-    algos = _check(opts, opts["algos"], ("dpo", "ippo", "iql", "dpo-no-sqrt", "dpo-no-kl"))
-    maps = choose(opts["maps"], SMAX_MAPS, "map")
-    steps = opts["steps"] or SMAX_STEPS[opts["scale"]]
-    n_envs = SMAX_ENVS[opts["scale"]]
-    envs = [(f"smax:{SMAX_MAPS[m]}", {}) for m in maps]
-    groups = _env_runs(out_dir, opts, envs, algos, "smax", steps, n_envs, extra_eval=_win_rate())
-    rows, plots = _env_table(out_dir, groups, extra_cols=("win rate (greedy)",))
+def dpo_smax(runs, opts: dict) -> Report:
+    _, _, steps, n_envs = _smax_setup(opts)
+    wins = {run.cell.path: _win_rate(run) for run in runs}
+    rows, plots = _env_table(runs, extra_cols=lambda run: [iqm_ci(estimate(wins[run.cell.path], run.label,
+                                                                           run.cell.env, "win_rate"))])
     notes = []
-    for env, runs in groups.items():
-        by = {label: extra["_win"] for label, _, _, extra in runs}
+    for env, group in runs.by_group().items():
+        by = {run.label: wins[run.cell.path] for run in group}
         if "DPO" in by and "IPPO" in by:
-            notes.append(f"{env}: win rate {_compare(by['DPO'], by['IPPO'])}.")
-    notes += _dpo_vs_ippo_notes(groups, "eval_return", "greedy return")
+            notes.append(f"{env}: win rate {improvement(by['DPO'], by['IPPO'], 'DPO', 'IPPO', env, 'win_rate')}.")
+    notes += _dpo_vs_ippo_notes(runs, "eval_return", "greedy return")
     notes += [
         "SMAX (JaxMARL's JAX SMAC with heuristic enemies) stands in for SMAC, which needs StarCraft II; SMAX has no "
         "MMM2 (no medivacs or marauders), so `MMM2` runs 3s5z_vs_3s6z. Rewards are SMAX's, not SMAC's.",
@@ -390,7 +417,8 @@ def dpo_smax(out_dir: Path, opts: dict) -> Report:
         "win rate = fraction of 32 greedy episodes per seed that end with every enemy dead and an ally alive.",
     ]
     return Report("DPO Fig. 4: SMAX stand-ins for SMAC", markdown_table(
-        ["map", "algorithm", "eval return (greedy)", "train return", "win rate (greedy)"], rows), notes, plots)
+        ["map", "algorithm", "eval return (greedy), IQM [95% CI]", "train return, IQM [95% CI]",
+         "win rate (greedy), IQM [95% CI]"], rows), notes, plots)
 
 
 # ---- MABrax (the multi-agent MuJoCo stand-in; DPO Fig. 3) ------------------------------------------------
@@ -402,6 +430,20 @@ MABRAX_STEPS = {"cpu": 10_000, "paper": 10_000_000}
 MABRAX_EPISODE = {"cpu": 100, "paper": 1000}
 
 
+def _mabrax_setup(opts: dict):
+    algos = _check(opts, opts["algos"], ("dpo", "ippo", "dpo-no-sqrt", "dpo-no-kl"))
+    default = ("halfcheetah_6x1",) if opts["scale"] == "cpu" else tuple(MABRAX_TASKS.values())
+    tasks = choose(opts["tasks"], MABRAX_TASKS.values(), "MABrax task") if opts["tasks"].strip() else default
+    n_envs = 8 if opts["scale"] == "cpu" else 64
+    return algos, tasks, opts["steps"] or MABRAX_STEPS[opts["scale"]], MABRAX_EPISODE[opts["scale"]], n_envs
+
+
+def _mabrax_cells(opts: dict) -> list[Cell]:
+    algos, tasks, steps, episode, n_envs = _mabrax_setup(opts)
+    return _env_cells(opts, [(f"mabrax:{t}", {"env.episode_length": episode}) for t in tasks], algos, "mabrax", steps,
+                      n_envs)
+
+
 @register_experiment(
     "dpo-mabrax",
     "DPO Fig. 3: DPO vs IPPO (continuous actions) on MABrax stand-ins of multi-agent MuJoCo; a smoke run on CPU",
@@ -410,19 +452,13 @@ MABRAX_EPISODE = {"cpu": 100, "paper": 1000}
      "tasks": ("", "comma-separated MABrax tasks (empty = the scale's: cpu halfcheetah_6x1; paper all five: "
                    f"{', '.join(MABRAX_TASKS.values())})"),
      "algos": ("dpo,ippo", "comma-separated algorithms (dpo, ippo, dpo-no-sqrt, dpo-no-kl)")},
+    cells=lambda opts: _mabrax_cells(opts),
 )
-def dpo_mabrax(out_dir: Path, opts: dict) -> Report:
-    algos = _check(opts, opts["algos"], ("dpo", "ippo", "dpo-no-sqrt", "dpo-no-kl"))
-    default = ("halfcheetah_6x1",) if opts["scale"] == "cpu" else tuple(MABRAX_TASKS.values())
-    tasks = choose(opts["tasks"], MABRAX_TASKS.values(), "MABrax task") if opts["tasks"].strip() else default
-    steps = opts["steps"] or MABRAX_STEPS[opts["scale"]]
-    episode = MABRAX_EPISODE[opts["scale"]]
-    n_envs = 8 if opts["scale"] == "cpu" else 64
-    envs = [(f"mabrax:{t}", {"env.episode_length": episode}) for t in tasks]
-    groups = _env_runs(out_dir, opts, envs, algos, "mabrax", steps, n_envs)
-    rows, plots = _env_table(out_dir, groups)
+def dpo_mabrax(runs, opts: dict) -> Report:
+    _, tasks, steps, episode, n_envs = _mabrax_setup(opts)
+    rows, plots = _env_table(runs)
     paper_names = {v: k for k, v in MABRAX_TASKS.items()}
-    notes = _dpo_vs_ippo_notes(groups, "eval_return", "greedy (mean-action) return")
+    notes = _dpo_vs_ippo_notes(runs, "eval_return", "greedy (mean-action) return")
     notes += [
         "MABrax (JaxMARL's multi-agent Brax) stands in for multi-agent MuJoCo; its partitions differ from the "
         "paper's Table 1: " + ", ".join(f"{paper_names[t]} -> {t}" for t in tasks) + "; no agent_obsk setting "
@@ -433,4 +469,5 @@ def dpo_mabrax(out_dir: Path, opts: dict) -> Report:
            else "; the paper's episodes of 1000 steps") + f"). {PAPER_STEPS_NOTE}",
     ]
     return Report("DPO Fig. 3: MABrax stand-ins for multi-agent MuJoCo", markdown_table(
-        ["task", "algorithm", "eval return (mean action)", "train return"], rows), notes, plots)
+        ["task", "algorithm", "eval return (mean action), IQM [95% CI]", "train return, IQM [95% CI]"], rows),
+        notes, plots)

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from coopmarl import exact
-from coopmarl.config import resolve
 from coopmarl.envs.registry import make
-from coopmarl.experiments import Report, choose, markdown_table, register_experiment
-from coopmarl.outputs import write_run
-from coopmarl.runner import RunResult, train
+from coopmarl.experiments import Cell, Report, choose, markdown_table, register_experiment
+from coopmarl.experiments.tables import cell_score, estimate, iqm_ci, plot_cells
 
 
-def train_run(out_dir: Path, algo: str, env: str, overrides: dict, seeds: int, tag: str | None = None,
-              progress: bool = True) -> tuple[RunResult, object]:
-    """Train through the one runner and write the run's directory under `out_dir`."""
-    resolved = resolve(algo, env, {k: str(v) for k, v in overrides.items()}, n_seeds=seeds)
-    start = time.time()
-    result = train(resolved.algo, resolved.env, resolved.config, resolved.run, progress=progress)
-    write_run(out_dir / (tag or f"{algo}_{env}"), resolved.as_dict(), result, time.time() - start)
-    return result, resolved
+def final_mean(run, metric: str) -> float:
+    return float(np.nanmean(run.final(metric)))
 
 
-def final_mean(result: RunResult, metric: str) -> float:
-    return float(np.nanmean(result.metrics[metric][-1]))
-
-
-def greedy_joint_actions(resolved, result: RunResult) -> np.ndarray:
+def greedy_joint_actions(resolved, train_state) -> np.ndarray:
     """[seeds, S, N] greedy action of each agent in each state (0-based)."""
-    policies = jax.vmap(lambda ts: resolved.algo.policy(ts, resolved.config))(result.train_state)
+    policies = jax.vmap(lambda ts: resolved.algo.policy(ts, resolved.config))(train_state)
     return np.asarray(policies.argmax(-1)).transpose(0, 2, 1)
 
 
@@ -48,58 +35,65 @@ MAOSQL_GRID = ((50.0, 10.0), (50.0, 1000.0), (5.0, 5000.0), (1.0, 500.0))
 MAOSQL_GAMES = ("ro-matrix", "tensor", "three-state")
 
 
+MAOSQL_VARIANTS = (("maosvi", {"zeta": "uniform"}), ("maosvi", {"zeta": "random"}), ("maosql", {}))
+
+
+def maosql_tabular_cells(opts: dict) -> list[Cell]:
+    cells = []
+    for game in choose(opts["games"], MAOSQL_GAMES, "game"):
+        for algo, extra in MAOSQL_VARIANTS:
+            for alpha, beta in MAOSQL_GRID:
+                name = f"{algo}{'-' + extra['zeta'] if extra else ''}_a{alpha:g}_b{beta:g}"
+                cells.append(Cell(f"{game}/{name}", algo, game, {
+                    "entropy_alpha": alpha, "optimism_beta": beta, "total_steps": opts["iterations"],
+                    "log_points": 20, **extra}, opts["seeds"], label=name))
+    return cells
+
+
 @register_experiment(
     "maosql-tabular",
     "MAOSVI and MAOSQL (MAOSQL Alg. 1-2) on ro-matrix, tensor and three-state for several (α, β), "
     "some violating Theorem 3: regret and greedy joint action vs the optimum",
     {"seeds": (8, "seeds per setting"), "iterations": (1000, "iterations of each algorithm"),
      "games": ("all", f"comma-separated subset of {', '.join(MAOSQL_GAMES)}, or all")},
+    cells=maosql_tabular_cells, metrics=("regret", "greedy_regret"),
 )
-def maosql_tabular(out_dir: Path, opts: dict) -> Report:
+def maosql_tabular(runs, opts: dict) -> Report:
     rows = []
-    results = {}
-    for game in choose(opts["games"], MAOSQL_GAMES, "game"):
+    for game, group in runs.by_group().items():
         env = make(game)
         solution = exact.solve(env)
         optimum = {fmt_joint(np.unravel_index(int(j), env.action_shape)) for j in
                    np.flatnonzero(np.asarray(exact.optimal_joint_mask(env))[0])}
-        for algo, extra in (("maosvi", {"zeta": "uniform"}), ("maosvi", {"zeta": "random"}), ("maosql", {})):
-            for alpha, beta in MAOSQL_GRID:
-                tag = f"{game}/{algo}{'-' + extra['zeta'] if extra else ''}_a{alpha:g}_b{beta:g}"
-                overrides = {"entropy_alpha": alpha, "optimism_beta": beta, "total_steps": opts["iterations"],
-                             "log_points": 20, **extra}
-                result, resolved = train_run(out_dir, algo, game, overrides, opts["seeds"], tag, progress=False)
-                results[tag] = result
-                greedy = greedy_joint_actions(resolved, result)[:, 0]  # first state
-                values, counts = np.unique([fmt_joint(g) for g in greedy], return_counts=True)
-                common = values[np.argmax(counts)]
-                rows.append([
-                    game, algo + (f" ζ={extra['zeta']}" if extra else " ζ=ε-softmax"), f"{alpha:g}", f"{beta:g}",
-                    "yes" if result.static["theorem3_condition"] else "no",
-                    final_mean(result, "regret"), final_mean(result, "greedy_regret"),
-                    f"{common} ({counts.max()}/{len(greedy)})", " ".join(sorted(optimum)),
-                    final_mean(result, "greedy_optimal"), final_mean(result, "q_change"),
-                ])
-        rows.append([game, "optimum", "", "", "", 0.0, 0.0, "", "", 1.0, float(solution.optimal_return)])
-    header = ["game", "algorithm", "α", "β", "Thm 3 holds", "regret π̂", "regret greedy",
+        for run in group:
+            resolved, state = run.state()
+            greedy = greedy_joint_actions(resolved, state)[:, 0]  # first state
+            values, counts = np.unique([fmt_joint(g) for g in greedy], return_counts=True)
+            common = values[np.argmax(counts)]
+            zeta = run.cell.overrides.get("zeta")
+            rows.append([
+                game, run.cell.algo + (f" ζ={zeta}" if zeta else " ζ=ε-softmax"),
+                f"{run.cell.overrides['entropy_alpha']:g}", f"{run.cell.overrides['optimism_beta']:g}",
+                "yes" if run.result.static["theorem3_condition"] else "no",
+                iqm_ci(estimate(run.final("regret"), run.label, game, "regret")),
+                iqm_ci(estimate(run.final("greedy_regret"), run.label, game, "greedy_regret")),
+                f"{common} ({counts.max()}/{len(greedy)})", " ".join(sorted(optimum)),
+                final_mean(run, "greedy_optimal"), final_mean(run, "q_change"),
+            ])
+        rows.append([game, "optimum", "", "", "", "0", "0", "", "", 1.0, float(solution.optimal_return)])
+    header = ["game", "algorithm", "α", "β", "Thm 3 holds", "regret π̂, IQM [95% CI]", "regret greedy, IQM [95% CI]",
               "greedy joint action at s1 (seeds)", "optimal joint actions at s1", "P(greedy optimal)",
               "last max ΔQ (optimum row: optimal return)"]
     notes = [
         "Theorem 3 (convergence of MAOSQL) needs β > 2(N−1)α/(1−γ); with γ = 0.99 the paper's α=50, β=10 violates it.",
-        "regret π̂ = optimum − exact value of the softmax policies; regret greedy = same for their argmax.",
+        "regret π̂ = optimum − exact value of the softmax policies; regret greedy = same for their argmax; "
+        "P(greedy optimal) and last max ΔQ are means over seeds.",
         "Values are the expected (undiscounted) return over the games' horizon of 10 steps; the algorithms iterate "
         "with γ = 0.99; actions are 1-based as in the paper.",
         f"{opts['iterations']} iterations of each algorithm on the exact model, {opts['seeds']} seeds (random Q_0).",
     ]
-    from coopmarl.plots import plot_curves
-
-    plots = []
-    for game in choose(opts["games"], MAOSQL_GAMES, "game"):
-        chosen = [k for k in results if k.startswith(game + "/")]
-        path = f"{game}_regret.png"
-        plot_curves([results[k] for k in chosen], out_dir / path, metrics=["regret", "greedy_regret"],
-                    labels=[k.split("/", 1)[1] for k in chosen], title=game)
-        plots.append(path)
+    plots = [plot_cells(group, runs.out / f"{game}_regret.png", ["regret", "greedy_regret"], game)
+             for game, group in runs.by_group().items()]
     return Report("MAOSQL tabular: MAOSVI and MAOSQL vs the exact optimum", markdown_table(header, rows), notes, plots)
 
 
@@ -112,7 +106,7 @@ def maosql_tabular(out_dir: Path, opts: dict) -> Report:
     {"n_states": (100, "states"), "n_agents": (6, "agents"), "n_actions": (5, "actions per agent"),
      "seed": (0, "game seed")},
 )
-def stochastic_game_optimum(out_dir: Path, opts: dict) -> Report:
+def stochastic_game_optimum(runs, opts: dict) -> Report:
     t0 = time.time()
     game = make("random-stochastic-game", n_states=opts["n_states"], n_agents=opts["n_agents"],
                 n_actions=opts["n_actions"], seed=opts["seed"])
@@ -153,21 +147,18 @@ CLIMBING_ALGOS = ("rommeo-q", "rommeo-q-emp", "jal", "tabular-iql", "fmq", "wolf
     "ROMMEO Fig. 1a-b: iterated climbing game, ROMMEO-Q vs ROMMEO-Q-EMP, JAL, IQL, FMQ, WoLF-PHC; "
     "learning curves and the fraction of seeds converging to (A,A)",
     {"seeds": (100, "seeds per algorithm (vmapped)"), "steps": (10000, "plays of the matrix game per seed")},
+    cells=lambda opts: [Cell(algo, algo, "climbing", {"total_steps": opts["steps"], "log_points": 40}, opts["seeds"])
+                        for algo in CLIMBING_ALGOS],
+    metrics=("eval_return", "p_optimal"),
 )
-def rommeo_climbing(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.plots import plot_curves
-
-    results, rows = [], []
-    for algo in CLIMBING_ALGOS:
-        result, _ = train_run(out_dir, algo, "climbing", {"total_steps": opts["steps"], "log_points": 40},
-                              opts["seeds"], algo)
-        results.append(result)
-        p_opt = result.metrics["p_optimal"][-1]
-        rows.append([algo, final_mean(result, "eval_return"), float(np.std(result.metrics["eval_return"][-1])),
-                     final_mean(result, "p_optimal"), float(np.mean(p_opt > 0.5)),
-                     final_mean(result, "greedy_optimal")])
+def rommeo_climbing(runs, opts: dict) -> Report:
+    rows = []
+    for run in runs:
+        p_opt = run.final("p_optimal")
+        rows.append([run.label, *cell_score(run, "eval_return"), final_mean(run, "p_optimal"),
+                     float(np.mean(p_opt > 0.5)), final_mean(run, "greedy_optimal")])
     best = max(rows, key=lambda r: r[4])[0]
-    header = ["algorithm", "final return (exact, mean)", "std over seeds", "P(A,A) (mean)",
+    header = ["algorithm", "final return (exact), IQM [95% CI]", "mean ± sd", "P(A,A) (mean)",
               "fraction of seeds converged to (A,A)", "greedy joint action = (A,A)"]
     notes = [
         f"{opts['seeds']} seeds x {opts['steps']} plays per algorithm; a seed has converged when its final joint "
@@ -178,9 +169,9 @@ def rommeo_climbing(out_dir: Path, opts: dict) -> Report:
         "ROMMEO-Q follows the authors' tabular choices (REFERENCE.md): α=1, γ=0.95, prior = opponent frequencies "
         "over the last 50 plays, ε=0.1, lr 10000/(10000+t), one importance sample.",
     ]
-    plot_curves(results, out_dir / "curves.png", metrics=["eval_return", "p_optimal"],
-                hlines={"eval_return": 11.0, "p_optimal": 1.0}, title="Iterated climbing game (ROMMEO Fig. 1)")
-    return Report("ROMMEO Fig. 1: iterated climbing game", markdown_table(header, rows), notes, ["curves.png"])
+    plot = plot_cells(runs, runs.out / "curves.png", ["eval_return", "p_optimal"],
+                      "Iterated climbing game (ROMMEO Fig. 1)", {"eval_return": 11.0, "p_optimal": 1.0})
+    return Report("ROMMEO Fig. 1: iterated climbing game", markdown_table(header, rows), notes, [plot])
 
 
 # ---- dpo-matrix -------------------------------------------------------------------------------------
@@ -193,7 +184,7 @@ def rommeo_climbing(out_dir: Path, opts: dict) -> Report:
      "init": ("uniform", "initial policies: uniform or random"),
      "m_hat_small": (0.5, "a smaller M̂ run beside eq. (12)'s (with eq. (12)'s, the iteration barely moves)")},
 )
-def dpo_matrix(out_dir: Path, opts: dict) -> Report:
+def dpo_matrix(runs, opts: dict) -> Report:
     import matplotlib.pyplot as plt
 
     from coopmarl.envs.games import DPO_2X2
@@ -229,7 +220,7 @@ def dpo_matrix(out_dir: Path, opts: dict) -> Report:
         axes[1, col].set_ylabel("p_t (agent 1), q_t (agent 2)")
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
-    save_figure(fig, out_dir / "dpo_matrix.png")
+    save_figure(fig, runs.out / "dpo_matrix.png")
     header = ["game", "(a, b, c, d)", "M̂", "J(π_0)", "J(π_T)", "optimum", "J monotone", "final (p, q)"]
     notes = [
         f"{opts['iterations']} iterations of eq. (18), C = {opts['C']}, init {opts['init']}; p = P(agent 1 plays row 1), "

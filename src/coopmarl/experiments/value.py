@@ -14,19 +14,27 @@ import numpy as np
 
 from coopmarl import exact
 from coopmarl.envs.registry import make
-from coopmarl.experiments import Report, choose, markdown_table, mean_std, register_experiment
-from coopmarl.experiments.tabular import train_run
+from coopmarl.experiments import Cell, Report, choose, markdown_table, register_experiment
+from coopmarl.experiments.tables import estimate, iqm_ci, mean_sd, plot_cells
 
 SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores) or paper (the papers' step counts; for a GPU)")}
 
 
-def _final(result, metric="greedy"):
-    """Final value per seed. "greedy": the greedy policy's return — `greedy_return` where the runner
-    evaluates a tabular policy exactly (policy-gradient learners), else `eval_return` (value-based
-    learners' rollouts of their argmax policy)."""
-    if metric == "greedy":
-        metric = "greedy_return" if "greedy_return" in result.metrics else "eval_return"
-    return np.asarray(result.metrics[metric][-1], dtype=float)
+def _greedy_metric(run) -> str:
+    """The greedy policy's return: `greedy_return` where the runner evaluates a tabular policy exactly
+    (policy-gradient learners), else `eval_return` (value-based learners' rollouts of their argmax policy)."""
+    return "greedy_return" if "greedy_return" in run.result.metrics else "eval_return"
+
+
+def _scores(run, metric: str | None = None, digits: int = 2) -> tuple[np.ndarray, list[str]]:
+    """(final values per seed, [IQM [CI], mean ± sd]) of a cell's greedy return (or `metric`)."""
+    metric = metric or _greedy_metric(run)
+    final = run.final(metric)
+    est = estimate(final, run.label, run.cell.env, metric)
+    cols = [iqm_ci(est, digits), mean_sd(est, digits)]
+    if run.stopped:
+        cols[0] += f" ({run.stopped})"
+    return final, cols
 
 
 def _check_scale(opts):
@@ -34,6 +42,12 @@ def _check_scale(opts):
         from coopmarl.errors import ConfigError
 
         raise ConfigError(f"scale must be 'cpu' or 'paper', got {opts['scale']!r}")
+
+
+def _steps(opts, cpu: int, paper: int) -> int:
+    """The run length: the `steps` option, or the scale's."""
+    _check_scale(opts)
+    return opts["steps"] or (cpu if opts["scale"] == "cpu" else paper)
 
 
 # ---- maosql-didactic (MAOSQL Figs 1–3) ---------------------------------------------------------------
@@ -51,31 +65,23 @@ DIDACTIC_OVERRIDES = {"maosdqn": {}, "qmix": {"epsilon_anneal_steps": 5000}, "ma
     {**SCALE, "seeds": (8, "seeds per algorithm and game"), "steps": (0, "env steps per run (0 = the scale's)"),
      "games": ("all", f"comma-separated subset of {', '.join(DIDACTIC)}, or all"),
      "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
+    cells=lambda opts: [
+        Cell(f"{game}/{algo}", algo, game, {**DIDACTIC_OVERRIDES.get(algo, {}), "total_steps": _steps(opts, 20_000, 200_000),
+                                            "log_points": 20}, opts["seeds"])
+        for game in choose(opts["games"], DIDACTIC, "game") for algo in choose(opts["algos"], BASELINES, "algorithm")],
+    metrics=("eval_return", "greedy_return"),
 )
-def maosql_didactic(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.plots import plot_curves
-
-    _check_scale(opts)
-    steps = opts["steps"] or (20_000 if opts["scale"] == "cpu" else 200_000)
-    games, algos = choose(opts["games"], DIDACTIC, "game"), choose(opts["algos"], BASELINES, "algorithm")
+def maosql_didactic(runs, opts: dict) -> Report:
     rows, plots = [], []
-    for game in games:
+    for game, group in runs.by_group().items():
         optimum = float(exact.solve(make(game)).optimal_return)
-        results = []
-        for algo in algos:
-            result, _ = train_run(out_dir, algo, game, {**DIDACTIC_OVERRIDES.get(algo, {}), "total_steps": steps,
-                                                         "log_points": 20}, opts["seeds"], f"{game}/{algo}",
-                                  progress=False)
-            results.append(result)
-            final = _final(result)
+        for run in group:
+            final, cols = _scores(run)
             at_opt = np.isclose(final, optimum, atol=1e-3)
-            rows.append([game, algo, mean_std(final), f"{at_opt.sum()}/{len(final)}",
-                         optimum])
-        path = f"{game}.png"
-        plot_curves(results, out_dir / path, metrics=["eval_return", "greedy_return", "train_return"],
-                    hlines={"eval_return": optimum, "greedy_return": optimum},
-                    title=f"{game} (horizon 10)")
-        plots.append(path)
+            rows.append([game, run.label, *cols, f"{at_opt.sum()}/{len(final)}", optimum])
+        plots.append(plot_cells(group, runs.out / f"{game}.png", ["eval_return", "greedy_return", "train_return"],
+                                f"{game} (horizon 10)", {"eval_return": optimum, "greedy_return": optimum}))
+    steps = _steps(opts, 20_000, 200_000)
     notes = [
         f"{steps:,} env steps per run, {opts['seeds']} seeds; greedy (decentralised argmax) return over the 10-step "
         "episode; 'at optimum' = seeds whose greedy return equals the exact optimum (coopmarl.exact).",
@@ -83,7 +89,8 @@ def maosql_didactic(out_dir: Path, opts: dict) -> Report:
         "the paper gives no step counts in its text.",
     ]
     return Report("MAOSQL didactic games: MAOSDQN vs baselines", markdown_table(
-        ["game", "algorithm", "greedy return (mean ± std)", "seeds at optimum", "optimum"], rows), notes, plots)
+        ["game", "algorithm", "greedy return, IQM [95% CI]", "mean ± sd", "seeds at optimum", "optimum"], rows),
+        notes, plots)
 
 
 # ---- maosql-lbf (MAOSQL Table 6) ---------------------------------------------------------------------
@@ -106,32 +113,26 @@ LBF_OVERRIDES = {"maosdqn": {"entropy_alpha": 20.0, "optimism_beta": 1.0, "zeta_
     {**SCALE, "seeds": (2, "seeds per algorithm and task"), "steps": (0, "env steps per run (0 = the scale's)"),
      "tasks": ("all", "comma-separated LBF task names, or all"),
      "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
+    cells=lambda opts: [
+        Cell(f"{task.replace(':', '_')}/{algo}", algo, task, {**LBF_OVERRIDES.get(algo, {}), "log_points": 20,
+                                                             "total_steps": _steps(opts, 100_000, 2_000_000)},
+             opts["seeds"])
+        for task in choose(opts["tasks"], LBF_TASKS, "LBF task") for algo in choose(opts["algos"], BASELINES, "algorithm")],
 )
-def maosql_lbf(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.plots import plot_curves
-
-    _check_scale(opts)
-    steps = opts["steps"] or (100_000 if opts["scale"] == "cpu" else 2_000_000)
-    tasks, algos = choose(opts["tasks"], LBF_TASKS, "LBF task"), choose(opts["algos"], BASELINES, "algorithm")
+def maosql_lbf(runs, opts: dict) -> Report:
     rows, plots = [], []
-    for task in tasks:
-        results = []
-        for algo in algos:
-            result, _ = train_run(out_dir, algo, task, {**LBF_OVERRIDES.get(algo, {}), "total_steps": steps,
-                                                         "log_points": 20}, opts["seeds"],
-                                  f"{task.replace(':', '_')}/{algo}", progress=False)
-            results.append(result)
-            final = _final(result)
-            rows.append([task, algo, mean_std(final, 3),
-                         TABLE6.get(task, {}).get(algo, "")])
-        path = f"{task.replace(':', '_')}.png"
-        plot_curves(results, out_dir / path, metrics=["eval_return", "train_return"], title=task)
-        plots.append(path)
+    for task, group in runs.by_group().items():
+        for run in group:
+            rows.append([task, run.label, *_scores(run, digits=3)[1], TABLE6.get(task, {}).get(run.label, "")])
+        plots.append(plot_cells(group, runs.out / f"{task.replace(':', '_')}.png", ["eval_return", "train_return"],
+                                task))
+    steps = _steps(opts, 100_000, 2_000_000)
     notes = [f"{steps:,} env steps per run (the paper trains EPyMARL's budget, millions of steps), {opts['seeds']} "
              "seeds; MAOSDQN with the paper's LBF setting α=20, β=1, ε=0.5; -pen tasks use penalty 0.1 (the paper "
              "does not state its value)."]
     return Report("MAOSQL Table 6: LBF", markdown_table(
-        ["task", "algorithm", "greedy return (ours, mean ± std)", "paper (Table 6)"], rows), notes, plots)
+        ["task", "algorithm", "greedy return (ours), IQM [95% CI]", "mean ± sd", "paper (Table 6, mean)"], rows),
+        notes, plots)
 
 
 # ---- ReMIX presets -----------------------------------------------------------------------------------
@@ -160,30 +161,56 @@ def _remix_overrides(algo: str, scale: str, extra: dict | None = None) -> dict:
     return {**o, **(extra or {})}
 
 
-def _pp_runs(out_dir, opts, settings, title, header_extra):
-    from coopmarl.plots import plot_curves
+def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]]) -> list[Cell]:
+    """The cells of a ReMIX preset: (env, algo, extra overrides, label) each."""
+    steps = _steps(opts, 50_000, 2_000_000)
+    return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, opts["scale"], extra),
+                                                                 "total_steps": steps, "log_points": 20},
+                 opts["seeds"], label=label) for env, algo, extra, label in settings]
 
-    _check_scale(opts)
-    steps = opts["steps"] or (50_000 if opts["scale"] == "cpu" else 2_000_000)
-    rows, plots, groups = [], [], {}
-    for env, algo, extra, label in settings:
-        result, _ = train_run(out_dir, algo, env, {**_remix_overrides(algo, opts["scale"], extra),
-                                                    "total_steps": steps, "log_points": 20}, opts["seeds"],
-                              f"{env.replace(':', '_')}/{label}", progress=False)
-        groups.setdefault(env, []).append((label, result))
-        final = _final(result)
-        rows.append([env, label, mean_std(final), mean_std(_final(result, "train_return"))])
-    for env, runs in groups.items():
-        path = f"{env.replace(':', '_')}.png"
-        plot_curves([r for _, r in runs], out_dir / path, metrics=["eval_return", "train_return"],
-                    labels=[lbl for lbl, _ in runs], title=env)
-        plots.append(path)
+
+def _pp_report(runs, opts: dict, title: str) -> Report:
+    rows, plots = [], []
+    for env, group in runs.by_group().items():
+        for run in group:
+            rows.append([env, run.label, *_scores(run)[1], iqm_ci(estimate(run.final("train_return"), run.label, env,
+                                                                            "train_return"))])
+        plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_')}.png", ["eval_return", "train_return"], env))
+    steps = _steps(opts, 50_000, 2_000_000)
     notes = [f"{steps:,} env steps per run, {opts['seeds']} seeds ({opts['scale']} scale"
              + (": MLP agents, windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over 30k "
                 "steps — the paper trains ~2M steps with GRU agents and batches of 128 episodes" if opts["scale"] == "cpu"
                 else ": ReMIX Table 2 / pymarl2") + ")."]
-    return Report(title, markdown_table(["env", "algorithm", "greedy return (mean ± std)", "train return"] +
-                                        header_extra, rows), notes, plots), groups
+    return Report(title, markdown_table(["env", "algorithm", "greedy return, IQM [95% CI]", "mean ± sd",
+                                         "train return, IQM [95% CI]"], rows), notes, plots)
+
+
+def _punishments(opts: dict) -> list[float]:
+    from coopmarl.errors import ConfigError
+
+    try:
+        return [float(x) for x in opts["punishments"].split(",")]
+    except ValueError:
+        raise ConfigError(f"punishments must be comma-separated numbers, got {opts['punishments']!r}") from None
+
+
+def _weights(opts: dict) -> list[float]:
+    from coopmarl.errors import ConfigError
+
+    try:
+        weights = [float(w) for w in opts["weights"].split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(0 < w <= 1 for w in weights):
+        raise ConfigError(f"weights must be comma-separated numbers in (0, 1], got {opts['weights']!r}")
+    return weights
+
+
+def _ablation_settings(opts: dict) -> list[tuple]:
+    env = opts["env"]
+    return [(env, "remix", {}, "remix")] + [
+        (env, "remix", {f"remix_{term}": False}, f"remix w/o {term.replace('_', ' ')}")
+        for term in choose(opts["terms"], REMIX_TERMS, "term")]
 
 
 @register_experiment(
@@ -192,21 +219,11 @@ def _pp_runs(out_dir, opts, settings, title, header_extra):
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "punishments": ("0,-0.5,-1.5,-2", "comma-separated punishments p"),
      "algos": ("all", f"comma-separated subset of {', '.join(REMIX_BASELINES)}, or all")},
+    cells=lambda opts: _pp_cells(opts, [(f"predator-prey:p{p:g}", algo, {}, algo) for p in _punishments(opts)
+                                        for algo in choose(opts["algos"], REMIX_BASELINES, "algorithm")]),
 )
-def remix_predator_prey(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.errors import ConfigError
-
-    algos = choose(opts["algos"], REMIX_BASELINES, "algorithm")
-    try:
-        punishments = [float(x) for x in opts["punishments"].split(",")]
-    except ValueError:
-        raise ConfigError(f"punishments must be comma-separated numbers, got {opts['punishments']!r}") from None
-    settings = []
-    for p in punishments:
-        env = f"predator-prey:p{p:g}"
-        for algo in algos:
-            settings.append((env, algo, {}, algo))
-    return _pp_runs(out_dir, opts, settings, "ReMIX Fig. 1: predator-prey", [])[0]
+def remix_predator_prey(runs, opts: dict) -> Report:
+    return _pp_report(runs, opts, "ReMIX Fig. 1: predator-prey")
 
 
 @register_experiment(
@@ -216,14 +233,11 @@ def remix_predator_prey(out_dir: Path, opts: dict) -> Report:
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "env": ("predator-prey:p-2", "environment (e.g. an SMAX stand-in such as smax:3s5z_vs_3s6z)"),
      "terms": ("all", f"comma-separated terms to switch off one at a time ({', '.join(REMIX_TERMS)}), or all")},
+    cells=lambda opts: _pp_cells(opts, _ablation_settings(opts)),
 )
-def remix_ablation(out_dir: Path, opts: dict) -> Report:
-    env = opts["env"]
-    settings = [(env, "remix", {}, "remix")]
-    for term in choose(opts["terms"], REMIX_TERMS, "term"):
-        settings.append((env, "remix", {f"remix_{term}": False}, f"remix w/o {term.replace('_', ' ')}"))
-    report, groups = _pp_runs(out_dir, opts, settings, "ReMIX Fig. 5: ablation", [])
-    report.plots.append(_weight_heatmap(groups[env][0][1], out_dir / "weight_heatmap.png"))
+def remix_ablation(runs, opts: dict) -> Report:
+    report = _pp_report(runs, opts, "ReMIX Fig. 5: ablation")
+    report.plots.append(_weight_heatmap(next(iter(runs)).result, runs.out / "weight_heatmap.png"))
     return report
 
 
@@ -233,19 +247,11 @@ def remix_ablation(out_dir: Path, opts: dict) -> Report:
     {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "env": ("predator-prey:p-2", "environment"),
      "weights": ("0.1,0.5,0.8", "comma-separated w_min values in (0, 1]")},
+    cells=lambda opts: _pp_cells(opts, [(opts["env"], "remix", {"weight_min": w}, f"remix w_min={w:g}")
+                                        for w in _weights(opts)]),
 )
-def remix_weight_range(out_dir: Path, opts: dict) -> Report:
-    from coopmarl.errors import ConfigError
-
-    env = opts["env"]
-    try:
-        weights = [float(w) for w in opts["weights"].split(",")]
-    except ValueError:
-        weights = []
-    if not weights or not all(0 < w <= 1 for w in weights):
-        raise ConfigError(f"weights must be comma-separated numbers in (0, 1], got {opts['weights']!r}")
-    settings = [(env, "remix", {"weight_min": w}, f"remix w_min={w:g}") for w in weights]
-    return _pp_runs(out_dir, opts, settings, "ReMIX Fig. 4: weight range", [])[0]
+def remix_weight_range(runs, opts: dict) -> Report:
+    return _pp_report(runs, opts, "ReMIX Fig. 4: weight range")
 
 
 def _weight_heatmap(result, path: Path) -> str:
