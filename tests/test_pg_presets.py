@@ -1,6 +1,8 @@
 """DPO's presets (coopmarl.experiments.policy_gradient): one end-to-end run at a tiny scale, and the
 option errors a user gets before anything trains."""
 
+import re
+
 import pytest
 
 from coopmarl.config import ConfigError
@@ -26,7 +28,9 @@ def test_stochastic_game_preset_end_to_end(tmp_path):
     assert rows == ["DPO", "IPPO", "IQL"]
     assert "nan" not in report.table  # IQL (no policy table): its greedy column is "—", its return from rollouts
     assert table.startswith("# DPO Figs 1a, 8") and "| DPO |" in table and "| IPPO |" in table
-    assert any(n.startswith("DPO vs IPPO (final exact return): DPO") for n in report.notes)
+    # a comparison is a probability of improvement with its interval, never a bare verdict
+    pattern = r"DPO vs IPPO \(final exact return\): P\(DPO > IPPO\) = [01]\.\d\d \[[01]\.\d\d, [01]\.\d\d\] \(2 vs 2 seeds\)"
+    assert any(re.match(pattern, n) for n in report.notes), report.notes
     assert any("Below the optimum" in n for n in report.notes)
     for plot in report.plots:
         assert (out / plot).stat().st_size > 1000, plot
