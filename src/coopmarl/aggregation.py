@@ -33,7 +33,7 @@ from coopmarl.errors import ConfigError, did_you_mean
 from coopmarl.files import atomic_write
 from coopmarl.outputs import load_run, read_rows
 
-__all__ = ["aggregate", "find_runs", "merge_marl_eval", "SECTIONS"]
+__all__ = ["aggregate", "find_runs", "merge_marl_eval", "estimate_rng", "SECTIONS"]
 
 # aggregate.json's top-level keys besides the algorithms' names
 SECTIONS = ("probability_of_improvement", "performance_profile", "settings")
@@ -170,7 +170,7 @@ def _check_group(algo: str, env: str, runs: list[dict]):
             owner[seed] = run["path"]
 
 
-def _rng(seed: int, *names: str) -> np.random.Generator:
+def estimate_rng(seed: int, *names: str) -> np.random.Generator:
     """A generator for one estimate, from `seed` and the estimate's names: adding or removing other runs does
     not change an estimate's interval."""
     return np.random.default_rng([seed, zlib.crc32("\0".join(names).encode())])
@@ -268,7 +268,7 @@ def aggregate(runs: str | Path | Sequence[str | Path], metrics: str | Sequence[s
             if finite.size:
                 scores[m][(algo, env)] = finite
                 est = stats.interval_estimates(finite, ("iqm", "mean", "run_median", "optimality_gap"), reps=reps,
-                                               rng=_rng(seed, algo, env, m), confidence=confidence,
+                                               rng=estimate_rng(seed, algo, env, m), confidence=confidence,
                                                gap_threshold=float(gap_threshold))
                 est["median"] = est.pop("run_median")  # one task: the median over its seeds
                 for k in ("iqm", "mean", "median", "optimality_gap"):
@@ -328,7 +328,7 @@ def _improvement(scores: dict[tuple[str, str], np.ndarray], reps: int, seed: int
                 continue
             est = stats.probability_of_improvement_interval(
                 [scores[(x, e)] for e in envs], [scores[(y, e)] for e in envs], reps=reps,
-                rng=_rng(seed, "probability_of_improvement", x, y, metric), confidence=confidence)
+                rng=estimate_rng(seed, "probability_of_improvement", x, y, metric), confidence=confidence)
             out.setdefault(x, {})[y] = {"p": est.value, "ci": [est.low, est.high], "envs": envs}
             # P(Y > X) = 1 - P(X > Y) on every resample (ties count one half both ways)
             out.setdefault(y, {})[x] = {"p": 1.0 - est.value, "ci": [1.0 - est.high, 1.0 - est.low], "envs": envs}
@@ -346,7 +346,7 @@ def _profiles(scores: dict[tuple[str, str], np.ndarray], reps: int, seed: int, m
         taus = np.linspace(lo - pad, hi + pad, PROFILE_POINTS)
         algos = {}
         for algo, s in cells.items():
-            rng = _rng(seed, "performance_profile", algo, env, metric)
+            rng = estimate_rng(seed, "performance_profile", algo, env, metric)
             frac, low, high = stats.performance_profile_interval(s, taus, reps=reps, confidence=confidence, rng=rng)
             algos[algo] = {"fraction": frac.tolist(), "low": low.tolist(), "high": high.tolist()}
         out[env] = {"tau": taus.tolist(), "algos": algos}

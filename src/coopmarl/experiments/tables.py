@@ -26,13 +26,13 @@ STATS_NOTE = ("Statistics over seeds (each seed's value at the last logged point
 
 def estimate(values, label: str, env: str, metric: str) -> dict | None:
     """The statistics of one cell's final values over seeds (non-finite values left out and counted)."""
-    from coopmarl.aggregation import _rng
+    from coopmarl.aggregation import estimate_rng
 
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     finite = x[np.isfinite(x)]
     if not finite.size:
         return None
-    est = stats.interval_estimates(finite, ("iqm", "mean", "run_median"), rng=_rng(0, label, env, metric))
+    est = stats.interval_estimates(finite, ("iqm", "mean", "run_median"), rng=estimate_rng(0, label, env, metric))
     return {"iqm": est["iqm"].value, "iqm_ci": list(est["iqm"].ci), "mean": est["mean"].value,
             "mean_ci": list(est["mean"].ci), "median": est["run_median"].value,
             "sd": float(np.std(finite, ddof=1)) if finite.size > 1 else None, "n": int(finite.size),
@@ -63,13 +63,13 @@ def mean_sd(est: dict | None, digits: int = 2) -> str:
 def improvement(x, y, name_x: str, name_y: str, *names: str) -> str:
     """'P(X > Y) = p [low, high] (n vs m seeds)': the probability that a seed of X ends above a seed of Y
     (ties count one half), with its stratified bootstrap interval; '—' when either has no finite value."""
-    from coopmarl.aggregation import _rng
+    from coopmarl.aggregation import estimate_rng
 
     x, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y))
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if not x.size or not y.size:
         return f"P({name_x} > {name_y}): —"
-    est = stats.probability_of_improvement_interval(x, y, rng=_rng(0, name_x, name_y, *names))
+    est = stats.probability_of_improvement_interval(x, y, rng=estimate_rng(0, name_x, name_y, *names))
     return (f"P({name_x} > {name_y}) = {est.value:.2f} [{est.low:.2f}, {est.high:.2f}] "
             f"({x.size} vs {y.size} seeds)")
 
