@@ -175,3 +175,24 @@ def test_a_changed_setting_or_a_foreign_folder_is_refused(sweep_dir, tmp_path):
     # --report-only names the cells that are not finished
     with pytest.raises(ConfigError, match="--report-only: 2 of 2 cells are not finished.*epsilon=0.3"):
         run_sweep("tabular-iql", "climbing", ["epsilon=0.3,0.4"], out=tmp_path / "new", report_only=True)
+
+
+def test_a_vmapped_sweep_writes_the_same_run_directories(sweep_dir, tmp_path, capsys):
+    """`epsilon=vmap:0.05,0.2`: one compiled program, the same directories (tabular learners: bit-identical)."""
+    out = tmp_path / "vmapped"
+    argv = ["sweep", "tabular-iql", "climbing", "epsilon=vmap:0.05,0.2", *SWEEP[3:], "--seeds", "8", "--out", str(out)]
+    assert main(argv) == 0
+    assert "epsilon=0.05, epsilon=0.2: trained (vmapped)" in capsys.readouterr().out
+    for cell in CELLS:
+        assert (out / cell / "metrics.csv").read_bytes() == (sweep_dir / cell / "metrics.csv").read_bytes(), cell
+        assert json.loads((out / cell / "cell.json").read_text())["label"] == cell
+    assert "Vmapped in one compiled program" in (out / "table.md").read_text()
+
+
+def test_a_key_that_cannot_be_vmapped_is_refused_with_the_reason(tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["sweep", "tabular-iql", "climbing", "q_init=vmap:0,1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    # why (q_init=0 selects code at trace time), where, and the keys that can be vmapped
+    assert "`q_init` is used in Python control flow" in err and "epsilon" in err, err
+    assert not out.exists()

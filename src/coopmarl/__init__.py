@@ -22,7 +22,8 @@ _LAZY = {
     "resolve": "coopmarl.config", "train": "coopmarl.runner", "RunConfig": "coopmarl.results",
     "RunResult": "coopmarl.results",
     "load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "load_run": "coopmarl.outputs",
-    "render_run": "coopmarl.render", "train_run": "coopmarl.training", "resume": "coopmarl.training",
+    "render_run": "coopmarl.render", "train_run": "coopmarl.training", "train_vmapped": "coopmarl.training",
+    "resume": "coopmarl.training", "check_vmappable": "coopmarl.hparams",
     "ConfigError": "coopmarl.errors", "enable_compilation_cache": "coopmarl.compilation_cache", "aggregate": "coopmarl.aggregation",
 }
 

@@ -15,7 +15,7 @@ USAGE_EXAMPLES = """examples:
   coopmarl reproduce rommeo-climbing
   coopmarl reproduce remix-predator-prey punishments=-2 --out runs/pp   # again: continues; --report-only
   coopmarl sweep tabular-iql climbing epsilon=0.05,0.2 total_steps=2000 --seeds 8 --backend ray
-  coopmarl sweep ippo mpe:spread lr=vmap:1e-4,3e-4,1e-3 --seeds 3
+  coopmarl sweep ippo mpe:spread actor_lr=vmap:1e-4,3e-4,1e-3 --seeds 3
   coopmarl solve three-state
   coopmarl solve tabular:path/to/game.npz horizon=5
   coopmarl plot runs/RUN_A runs/RUN_B --metric eval_return

@@ -27,6 +27,7 @@ import numpy as np
 
 from coopmarl import exact
 from coopmarl.algos.base import Algorithm, greedy_probs
+from coopmarl.algos.fields import with_values
 from coopmarl.envs.core import team_reward
 from coopmarl.envs.tabular import TabularGame
 
@@ -60,7 +61,7 @@ def tabular_evaluator(algo: Algorithm, game: TabularGame, config) -> Callable:
     mask = exact.optimal_joint_mask(game)
     optimal = exact.solve(game).optimal_return
 
-    def evaluate(model, train_state):
+    def evaluate(model, train_state, config=config):
         policies = algo.policy(train_state, config)
         greedy = greedy_probs(policies)
         value = exact.evaluate(model, policies).expected_return
@@ -89,7 +90,7 @@ def episode_fn(algo: Algorithm, env, config, *, explore: bool = False) -> Callab
     to_env = env_actions(env.spec)
     ends = end_metrics(env)
 
-    def one(train_state, key):
+    def one(train_state, key, config=config):
         k_reset, k_run = jax.random.split(key)
         state, ts = env.reset(k_reset)
 
@@ -121,32 +122,39 @@ def rollout_evaluator(algo: Algorithm, env, config, n_episodes: int, *, explore:
         raise ValueError(f"evaluation needs at least one episode, got {n_episodes}")
     one = episode_fn(algo, env, config, explore=explore)
 
-    def evaluate(model, train_state, key):
-        returns, ends = jax.vmap(lambda k: one(train_state, k))(jax.random.split(key, n_episodes))
+    def evaluate(model, train_state, key, config=config):
+        returns, ends = jax.vmap(lambda k: one(train_state, k, config))(jax.random.split(key, n_episodes))
         return {"eval_return": jnp.mean(returns), **{m: jnp.mean(v) for m, v in ends.items()}}
 
     return evaluate
 
 
 def _with_regret(eval_fn, optimal_return):
-    def evaluate(model, train_state, key):
-        out = eval_fn(model, train_state, key)
+    def evaluate(model, train_state, key, **kw):
+        out = eval_fn(model, train_state, key, **kw)
         return dict(out, optimal_return=optimal_return, regret=optimal_return - out["eval_return"])
 
     return evaluate
 
 
-def make_evaluator(algo: Algorithm, env, config, n_episodes: int, *, explore: bool = False) -> Callable:
+def make_evaluator(algo: Algorithm, env, config, n_episodes: int, *, explore: bool = False,
+                   hparams: bool = False) -> Callable:
     """The evaluation of a JAX env, jitted and vmapped over seeds: `(model, train_states, keys) -> metrics`,
     each metric an array over seeds (`model`: the `TabularGame`, or None). A tabular algorithm on a
     tabular game is evaluated exactly (`keys` unused); anything else by `n_episodes` rollouts, plus
-    `regret` against the exact optimum on a tabular game."""
+    `regret` against the exact optimum on a tabular game. With `hparams`, `(model, train_states, keys, hparams)`:
+    `hparams` ({key: array over the batch}) replaces those keys of `config` for each batch element (see
+    `runner.train`)."""
     if is_exact(algo, env):
         exact_fn = tabular_evaluator(algo, env, config)
-        return jax.jit(jax.vmap(lambda m, ts, k: exact_fn(m, ts), in_axes=(None, 0, 0)))
-    eval_fn = rollout_evaluator(algo, env, config, n_episodes, explore=explore)
-    if isinstance(env, TabularGame):  # a deep learner on a tabular game: its regret against the exact optimum
-        eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
+        eval_fn = lambda m, ts, k, **kw: exact_fn(m, ts, **kw)  # noqa: E731
+    else:
+        eval_fn = rollout_evaluator(algo, env, config, n_episodes, explore=explore)
+        if isinstance(env, TabularGame):  # a deep learner on a tabular game: its regret against the exact optimum
+            eval_fn = _with_regret(eval_fn, exact.solve(env).optimal_return)
+    if hparams:
+        return jax.jit(jax.vmap(lambda m, ts, k, hp: eval_fn(m, ts, k, config=with_values(config, hp)),
+                                in_axes=(None, 0, 0, 0)))
     return jax.jit(jax.vmap(eval_fn, in_axes=(None, 0, 0)))
 
 

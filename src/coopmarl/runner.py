@@ -9,10 +9,17 @@ One *iteration* of the scan = `rollout_length` steps in each of `n_envs` auto-re
 `update` on the model. Between chunks, `on_chunk` receives the metrics and, every `checkpoint_interval`
 chunks, `on_checkpoint` the whole loop state (`LoopState`: train state, env states, agent carry, keys,
 position); `train(..., start=…)` continues from one (the run directory's writer saves and resumes them).
+
+Hyperparameters are vmapped like seeds (`train(..., hparams={key: values})`, used by
+`training.train_vmapped`): the batch's leading axis then holds K values x `run.n_seeds` seeds (value-major),
+and each element's config has those keys replaced by its own, traced value (`fields.with_values`) inside the
+one compiled init, chunk and evaluation. Element (value k, seed s) starts from seed s's keys, exactly as seed s
+of a separate run with that value does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -21,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coopmarl.algos.base import Algorithm, Transition
+from coopmarl.algos.fields import with_values
 from coopmarl.checkpoints import state_leaves
 from coopmarl.envs.core import AutoReset, team_reward
 from coopmarl.envs.tabular import TabularGame
@@ -30,8 +38,8 @@ from coopmarl.host_runner import train_host
 from coopmarl.progress import Progress
 from coopmarl.results import RunConfig, RunResult, divergence, iteration_size, plan_chunks
 
-__all__ = ["RunConfig", "RunResult", "LoopState", "Start", "build_chunk", "check_checkpointing", "checkpoint_interval",
-           "initial_loop", "plan_chunks", "train"]
+__all__ = ["RunConfig", "RunResult", "LoopState", "Start", "batch_seeds", "build_chunk", "check_checkpointing",
+           "checkpoint_interval", "element_fns", "initial_loop", "plan_chunks", "train"]
 
 
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
@@ -152,26 +160,67 @@ class Start(NamedTuple):
     metrics: dict[str, list]  # name -> one array over seeds per point
 
 
-def initial_loop(algo: Algorithm, env, config, run: RunConfig, abstract: bool = False):
-    """The loop state of a fresh run (chunk 0): seeds `run.seed`…, as `train` starts it. With `abstract`,
-    only its structure, shapes and dtypes (`jax.eval_shape`: nothing is computed)."""
+def batch_seeds(run: RunConfig, hparams: dict | None = None) -> list[int]:
+    """The seed of every element of the runner's batch: `run.seed`, …, `run.seed + run.n_seeds - 1`, repeated for
+    each vmapped hyperparameter value (`hparams`: {key: array over the batch}, value-major)."""
+    seeds = list(range(run.seed, run.seed + run.n_seeds))
+    if not hparams:
+        return seeds
+    sizes = {np.shape(v)[0] if np.ndim(v) == 1 else None for v in hparams.values()}
+    if len(sizes) != 1 or None in sizes or next(iter(sizes)) % run.n_seeds:
+        raise ValueError(f"hparams must be 1-d arrays of one length, a multiple of n_seeds={run.n_seeds} "
+                         f"(values x seeds); got shapes {[np.shape(v) for v in hparams.values()]}")
+    return seeds * (next(iter(sizes)) // run.n_seeds)
+
+
+def _hparam_arrays(config, hparams: dict | None) -> dict:
+    """{key: float32 array over the batch}; a key the config does not have is a ValueError."""
+    if not hparams:
+        return {}
+    unknown = sorted(set(hparams) - {f.name for f in dataclasses.fields(config)})
+    if unknown:
+        raise ValueError(f"hparams: {type(config).__name__} has no key(s) {', '.join(unknown)}")
+    return {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in hparams.items()}
+
+
+def element_fns(algo: Algorithm, env, config, iters: int, hparams: dict):
+    """`build_chunk`'s (init, chunk) taking each batch element's hyperparameters as a third argument:
+    `(model, key, hp)` and `(model, carry, hp)`, hp = {key: scalar} (ignored when there are none)."""
+    built = build_chunk(algo, env, config, iters) if not hparams else None
+
+    def element_init(model, key, hp):
+        return (built or build_chunk(algo, env, with_values(config, hp), iters))[0](model, key)
+
+    def element_chunk(model, carry, hp):
+        return (built or build_chunk(algo, env, with_values(config, hp), iters))[1](model, carry)
+
+    return element_init, element_chunk
+
+
+def initial_loop(algo: Algorithm, env, config, run: RunConfig, abstract: bool = False,
+                 hparams: dict | None = None):
+    """The loop state of a fresh run (chunk 0): seeds `run.seed`…, as `train` starts it (with `hparams`, those
+    seeds for every value; see `train`). With `abstract`, only its structure, shapes and dtypes
+    (`jax.eval_shape`: nothing is computed)."""
     rollout_length, n_envs = iteration_size(algo, config, env.spec)
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, rollout_length * n_envs)
-    init_fn, _ = build_chunk(algo, env, config, iters)
+    hp = _hparam_arrays(config, hparams)
+    init_fn, _ = element_fns(algo, env, config, iters, hp)
     model = env if isinstance(env, TabularGame) else None
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(run.seed, run.seed + run.n_seeds)])
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in batch_seeds(run, hparams)])
 
-    def make(model, keys):
-        carry = jax.vmap(init_fn, in_axes=(None, 0))(model, keys)
+    def make(model, keys, hp):
+        carry = jax.vmap(init_fn, in_axes=(None, 0, 0))(model, keys, hp)
         return carry, jax.vmap(lambda k: jax.random.fold_in(k, 7919))(keys)
 
-    carry, eval_keys = jax.eval_shape(make, model, keys) if abstract else jax.jit(make)(model, keys)
+    carry, eval_keys = jax.eval_shape(make, model, keys, hp) if abstract else jax.jit(make)(model, keys, hp)
     return LoopState(0, carry, eval_keys)
 
 
 def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
           on_chunk: Callable[[int, int, dict], None] | None = None, progress: bool = True,
-          on_checkpoint: Callable[[LoopState, int], None] | None = None, start: Start | None = None) -> RunResult:
+          on_checkpoint: Callable[[LoopState, int], None] | None = None, start: Start | None = None,
+          hparams: dict[str, np.ndarray] | None = None) -> RunResult:
     """Train `algo` on `env` for `run.n_seeds` seeds at once; returns curves and final states.
 
     `on_chunk(chunk_index, steps, metrics)` is called on the host after every chunk with the metrics of
@@ -179,10 +228,19 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     `checkpoint_interval` chunks but the last (whose loop state is `RunResult.loop`). `start` continues a
     run from a saved loop state (bit for bit when its replay buffers were saved).
 
-    Stops: a non-finite update metric or parameter raises `Diverged`, Ctrl-C raises `Interrupted`; both
-    carry the curves so far and the last finite, complete loop state (`.result`).
+    `hparams` ({key: 1-d array}, each of the batch's size K·n_seeds, value-major) vmaps hyperparameters like
+    seeds: batch element i trains with `config`'s keys replaced by `hparams[key][i]` (traced: one compiled
+    program for all K values) from the keys of seed `run.seed + i % n_seeds`; every array over seeds above
+    (metrics, states, `RunResult.seeds`) is then over the batch. Only keys that enter the computation as values
+    may be given (`coopmarl.hparams.check_vmappable` checks them), each value already validated as an ordinary config.
+
+    Stops: a non-finite update metric or parameter raises `Diverged` (its `.elements`: the batch positions
+    that went non-finite), Ctrl-C raises `Interrupted`; both carry the curves so far and the last finite,
+    complete loop state (`.result`).
     """
     if getattr(env, "host", False):  # a non-JAX env (pettingzoo:…): the same algorithm, from a Python loop
+        if hparams:
+            raise ConfigError(f"vmapped hyperparameters need a JAX env; {env.spec.name!r} is a host env")
         if on_checkpoint is not None:
             check_checkpointing(env, run)
         if start is not None:
@@ -193,15 +251,24 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     steps_per_iter = rollout_length * n_envs
     n_chunks, iters = plan_chunks(run.total_steps, run.log_points, steps_per_iter)
     interval = checkpoint_interval(run, n_chunks)
-    seeds = list(range(run.seed, run.seed + run.n_seeds))
+    seeds = batch_seeds(run, hparams)
+    hp = _hparam_arrays(config, hparams)
     model = env if isinstance(env, TabularGame) else None
 
-    _, chunk_fn = build_chunk(algo, env, config, iters)
-    chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0)))
-    eval_v = make_evaluator(algo, env, config, run.eval_episodes)
+    _, chunk_fn = element_fns(algo, env, config, iters, hp)
+    chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0, 0)))
+    if hp:
+        eval_hp = make_evaluator(algo, env, config, run.eval_episodes, hparams=True)
+        eval_v = lambda model, states, keys: eval_hp(model, states, keys, hp)  # noqa: E731
+    else:
+        eval_v = make_evaluator(algo, env, config, run.eval_episodes)
     fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+    # who a divergence names: the seed, and with vmapped hyperparameters its values too
+    labels = seeds if not hp else [
+        f"{s} ({', '.join(f'{k}={float(np.asarray(v)[i]):.6g}' for k, v in hparams.items())})"
+        for i, s in enumerate(seeds)]
 
-    loop = start.loop if start is not None else initial_loop(algo, env, config, run)
+    loop = start.loop if start is not None else initial_loop(algo, env, config, run, hparams=hparams)
     steps_log = list(start.steps) if start is not None else []
     history: dict[str, list] = {k: list(v) for k, v in start.metrics.items()} if start is not None else {}
     static = algo.summary(config, env) if algo.summary is not None else {}
@@ -213,10 +280,12 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
                          seeds=seeds, static=static, loop=loop, state_step=step_of(loop.chunk), stopped=stopped)
 
     title = f"{algo.name} on {env.spec.name}"
+    if hp:
+        title += f" ({len(seeds) // run.n_seeds} vmapped values)"
     with Progress(n_chunks * iters * steps_per_iter, title, enabled=progress, done=step_of(loop.chunk)) as bar:
         try:
             for c in range(loop.chunk, n_chunks):
-                carry, metrics, state_finite = chunk_v(model, loop.carry)
+                carry, metrics, state_finite = chunk_v(model, loop.carry, hp)
                 eval_keys = fold(loop.eval_keys, c)
                 metrics = dict(metrics)
                 update_names = sorted(k for k in metrics if k != "train_return")
@@ -226,9 +295,11 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
                 steps_log.append(step)
                 for k, v in metrics.items():
                     history.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
-                problem = divergence(metrics, update_names, state_finite, seeds)
+                problem = divergence(metrics, update_names, state_finite, labels)
                 if problem is not None:  # keep the previous, finite loop state
-                    raise Diverged(f"diverged at step {step}: {problem}", result(f"diverged at step {step}"))
+                    stop = Diverged(f"diverged at step {step}: {problem}", result(f"diverged at step {step}"))
+                    stop.elements = nonfinite_elements(metrics, update_names, state_finite)
+                    raise stop
                 loop = LoopState(c + 1, carry, eval_keys)
                 if on_chunk is not None:
                     on_chunk(c, step, metrics)
@@ -242,6 +313,14 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
             raise Interrupted(f"interrupted at step {step_of(loop.chunk)}",
                               result(f"interrupted at step {step_of(loop.chunk)}")) from None
     return result()
+
+
+def nonfinite_elements(metrics: dict, update_names: list[str], state_finite) -> list[int]:
+    """The batch positions whose update metrics or train state hold a nan or inf."""
+    bad = ~np.asarray(state_finite, bool).reshape(-1)
+    for name in update_names:
+        bad |= ~np.isfinite(np.asarray(metrics[name], dtype=np.float64).reshape(-1))
+    return np.flatnonzero(bad).tolist()
 
 
 def sequential_sum(values: jax.Array) -> jax.Array:

@@ -18,6 +18,7 @@ number > 0, got -1.0"); `coopmarl.config.resolve` turns it into a `ConfigError`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import types
@@ -143,3 +144,22 @@ def layer_widths(config, name: str = "hidden_sizes", exactly: int | None = None,
         raise ValueError(f"{name} must be one or more positive layer widths, got {widths}")
     if exactly is not None and len(widths) != exactly:
         raise ValueError(f"{name} must hold exactly {exactly} width{'s' if exactly != 1 else ''}{why}, got {widths}")
+
+
+# ---- traced values (vmapped hyperparameters) -------------------------------------------------------------
+
+
+def with_values(config, values: dict[str, Any]):
+    """`config` with some keys holding other values — also traced arrays, which a vmapped run's compiled
+    program gives each batch element (`runner.train(..., hparams=…)`) — *without* `__post_init__`'s checks,
+    which cannot judge a tracer. Only for values that were checked as ordinary configs first (each vmapped
+    value resolves through `coopmarl.config.resolve` before anything is compiled). No values: `config` itself."""
+    if not values:
+        return config
+    unknown = sorted(set(values) - set(field_types(type(config))))
+    if unknown:
+        raise KeyError(f"{type(config).__name__} has no key(s) {', '.join(unknown)}")
+    out = copy.copy(config)  # a frozen dataclass: copied without __init__ (so without __post_init__)
+    for name, value in values.items():
+        object.__setattr__(out, name, value)
+    return out

@@ -81,10 +81,12 @@ def sweep_experiment(algo: str, env: str, overrides: list[str], seeds: int = 1, 
                      metric: str = "eval_return") -> Experiment:
     """The sweep as an `Experiment` for the executor (its name, `sweep ALGO ENV`, marks its --out)."""
     fixed, axes, vmapped = parse_grid(algo, env, overrides)
-    if vmapped and seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
     keys = list(axes)
     settings = [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+    if vmapped:  # before anything is written: only values that enter the computation as values (traces only)
+        from coopmarl.hparams import check_vmappable
+
+        check_vmappable(algo, env, {**fixed, **settings[0]}, vmapped)
     group = "vmap " + " ".join(vmapped) if vmapped else ""
 
     def cells(opts):
