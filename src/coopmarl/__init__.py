@@ -10,6 +10,8 @@ and does not import JAX:
     resolved = coopmarl.resolve("qmix", "lbf:5x5-2p-1f-coop", ["total_steps=10000"])
     result = coopmarl.train(resolved.algo, resolved.env, resolved.config, resolved.run)
     report = coopmarl.aggregate(["runs/"])         # IQM, mean, … with bootstrap CIs over run directories
+    report, out = coopmarl.run_experiment("remix-predator-prey", "runs/pp")   # a preset (again: continues)
+    report, out = coopmarl.run_sweep("tabular-iql", "climbing", ["epsilon=0.05,0.2"], seeds=8)
 """
 
 __version__ = "0.1.0"
@@ -24,6 +26,7 @@ _LAZY = {
     "load_checkpoint": "coopmarl.outputs", "evaluate": "coopmarl.outputs", "load_run": "coopmarl.outputs",
     "render_run": "coopmarl.render", "train_run": "coopmarl.training", "train_vmapped": "coopmarl.training",
     "resume": "coopmarl.training", "check_vmappable": "coopmarl.hparams",
+    "run_experiment": "coopmarl.experiments", "run_sweep": "coopmarl.experiments.sweep",
     "ConfigError": "coopmarl.errors", "enable_compilation_cache": "coopmarl.compilation_cache", "aggregate": "coopmarl.aggregation",
 }
 
