@@ -12,8 +12,9 @@ What it owns, so that each algorithm file is only its networks and its loss:
   bootstrapped from the true next observation (zero after termination, V(final obs) after a time-limit
   truncation).
 - **Tricks.** Reward standardisation with running statistics (EPyMARL's `standardise_rewards`),
-  ε-greedy exploration annealed linearly in env steps, Adam with global-norm gradient clipping, hard
-  (every `target_update_episodes` windows) or soft (τ) target updates.
+  ε-greedy exploration annealed linearly in env steps, Adam with global-norm gradient clipping (or, for an
+  algorithm that asks, each network clipped by its own norm: `gradient_clip`), hard (every
+  `target_update_episodes` windows) or soft (τ) target updates.
 
 An algorithm gives a `loss_fn(params, target_params, batch, key, config, env_steps) -> (loss, metrics)`
 on a batch of windows [B, T, ...] (rewards already standardised when asked); `make_update(loss_fn)`
@@ -201,11 +202,42 @@ class OffPolicyState(struct.PyTreeNode):
     spec: Any = struct.field(pytree_node=False, default=None)  # the env's EnvSpec (static; e.g. action bounds)
 
 
-def optimizer(config) -> optax.GradientTransformation:
-    """Adam with global-norm gradient clipping (`max_grad_norm` 0: no clipping)."""
+def gradient_clip(config) -> optax.GradientTransformation | None:
+    """The clipping stage of `optimizer` (None: no clipping, `max_grad_norm` 0). By default one global-norm clip
+    over all parameters (EPyMARL). A config with a `clipped_params` property naming top-level parameter groups
+    (e.g. ("critic",)) clips each named group by its own norm and leaves the other groups unclipped — for an
+    algorithm whose paper gives its networks separate step sizes (MAOSDQN: η_θ, η_ψ, Alg. 3)."""
     if config.max_grad_norm == 0:
+        return None
+    groups = getattr(config, "clipped_params", None)
+    if groups is None:
+        return optax.clip_by_global_norm(config.max_grad_norm)
+    return clip_groups_by_norm(config.max_grad_norm, tuple(groups))
+
+
+def clip_groups_by_norm(max_norm: float, groups: tuple[str, ...]) -> optax.GradientTransformation:
+    """Clip each named top-level group of a dict of gradients to norm `max_norm` by its own norm (as optax's
+    clip_by_global_norm does for the whole tree); the other groups pass unchanged. Stateless, with the same
+    (empty) state as optax.clip_by_global_norm."""
+
+    def update(updates, state, params=None):
+        del params
+        out = dict(updates)
+        for group in groups:
+            norm = optax.tree.norm(updates[group])
+            scale = jnp.where(norm < max_norm, 1.0, max_norm / jnp.maximum(norm, max_norm))
+            out[group] = jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates[group])
+        return out, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def optimizer(config) -> optax.GradientTransformation:
+    """Adam after the clipping stage (`gradient_clip`; `max_grad_norm` 0: no clipping)."""
+    clip = gradient_clip(config)
+    if clip is None:
         return optax.adam(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+    return optax.chain(clip, optax.adam(config.lr))
 
 
 def _buffer(config):
