@@ -405,7 +405,7 @@ def _expected_obs(env, s):
 
 def _check_transition(env, s, a, s2, ts2):
     """Every rule a single transition s --a--> s2 must satisfy (independently of the random orders)."""
-    n, g, p = env.n_agents, env.grid_size, env.punishment
+    g, p = env.grid_size, env.punishment
     is_stag = np.arange(env.n_prey) < env.n_stags
     need = np.where(is_stag, env.agents_to_catch_stag, env.agents_to_catch_hare)
     value = np.where(is_stag, env.stag_reward, env.hare_reward)
