@@ -367,7 +367,7 @@ def run_experiment(name: str, out_dir: str | Path | None = None, options: dict |
     as run directories, then table.md, the plots, aggregate.json and marl_eval.json. Returns (Report, out_dir).
     `logger` (e.g. "wandb") sends every cell to that tracker as well, one tracker run per cell, grouped under the
     experiment's name."""
-    from coopmarl.experiments import get_experiment, resolve_options
+    from coopmarl.experiments.registry import get_experiment, resolve_options
     from coopmarl.experiments.tables import write_outputs
     from coopmarl.files import atomic_write
 
