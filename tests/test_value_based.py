@@ -51,7 +51,7 @@ def test_remix_weights_match_hand_computation():
     q_star_prev = jnp.array([1.5, 0.5, 2.0, 0.0])
     pi = jnp.array([[0.5, 0.9], [0.2, 0.2], [1.0, 0.5], [0.5, 0.5]])
     grad = jnp.array([[0.5, 0.25], [1.0, 2.0], [0.1, 0.5], [1.0, 1.0]])
-    config = _remix_config(weight_min=0.2)
+    config = _remix_config(weight_min=0.2, weight_mapping="minmax")  # (the default mapping is "rank")
     w = np.asarray(qmix.remix_weights(q_tot, target, q_star_prev, pi, grad, config))
     e = []
     for i in range(4):
@@ -66,7 +66,8 @@ def test_remix_weights_match_hand_computation():
     assert w[3] == pytest.approx(0.2)  # overestimate -> the bottom of the range (Thm 1's ε)
     assert w.max() == pytest.approx(1.0)
     # ablation: without the mixer-gradient term it is Bellman error x underestimation alone
-    w2 = np.asarray(qmix.remix_weights(q_tot, target, q_star_prev, pi, grad, _remix_config(remix_mixer_gradient=False)))
+    w2 = np.asarray(qmix.remix_weights(q_tot, target, q_star_prev, pi, grad, _remix_config(remix_mixer_gradient=False,
+                                                                                    weight_mapping="minmax")))
     e2 = np.array([0 if q_tot[i] > target[i] else float((target[i] - q_tot[i]) * np.exp(q_star_prev[i] - q_tot[i]))
                    for i in range(4)])
     np.testing.assert_allclose(w2, 0.1 + 0.9 * (e2 - e2.min()) / (e2.max() - e2.min()), rtol=1e-5)

@@ -82,6 +82,14 @@ RENAMED_KEYS = {
     "critic_hidden": "critic_hidden_sizes",
     "lr_decay": "lr_decay_steps",
 }
+# keys added with a default that changed what the code did before: an older run's config.yaml, which lacks
+# them, keeps the behaviour it ran with (and its checkpoint's shapes) — `upgrade_algo_config`
+ADDED_KEYS_OLD_BEHAVIOUR = {
+    "central_layers": 2,  # WQMIX / ReMIX central Q* depth (now 3, WQMIX's)
+    "cw_greedy_value": "online",  # CW-QMIX's Q̂*(s, û) (now the target network's, WQMIX's)
+    "remix_policy": "epsilon_greedy",  # ReMIX's π in the mixer-gradient term (now Thm 1's Boltzmann)
+    "weight_mapping": "minmax",  # ReMIX's scores -> weights (now "rank")
+}
 
 
 def _same_value(given, fixed) -> bool:
@@ -222,7 +230,9 @@ def upgrade_algo_config(algo_name: str, values: dict[str, Any]) -> dict[str, Any
     agents, `[64, 64]` for the continuous learners' two layers); a choice its class now fixes is dropped
     when it has that value; keys that are no longer the algorithm's are dropped — a family used to
     share one config class, so its runs stored keys their algorithm never read; and a negative
-    `max_grad_norm`, which used to mean no clipping, becomes 0, which means that now."""
+    `max_grad_norm`, which used to mean no clipping, becomes 0, which means that now; a key added later with
+    a behaviour-changing default, when missing, gets the value that keeps the old behaviour
+    (`ADDED_KEYS_OLD_BEHAVIOUR`)."""
     try:
         cls = get_algo(algo_name).config_cls
     except UnknownNameError:
@@ -241,6 +251,9 @@ def upgrade_algo_config(algo_name: str, values: dict[str, Any]) -> dict[str, Any
             out[k] = v  # (a fixed choice with another value: `resolve` says which algorithm has it)
     if isinstance(out.get("max_grad_norm"), (int, float)) and out["max_grad_norm"] < 0:
         out["max_grad_norm"] = 0.0
+    for k, v in ADDED_KEYS_OLD_BEHAVIOUR.items():
+        if k in fields and k not in values:
+            out[k] = v
     return out
 
 

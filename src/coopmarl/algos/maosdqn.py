@@ -152,11 +152,12 @@ def act(state, obs, avail_actions, key, *, carry, explore, config):
     agents = _agents(*obs.shape, avail_actions.shape[-1], config)
     carry, q = agents.apply(state.params["actors"], carry, obs)
     if not explore:
-        return op.masked_argmax(q, avail_actions), carry
-    probs = zeta(q, avail_actions, config.entropy_alpha, op.epsilon(config, state.env_steps))
-    keys = jax.random.split(key, obs.shape[0])
-    actions = jax.vmap(lambda k, p: jax.random.categorical(k, jnp.log(p)))(keys, probs)
-    return actions.astype(jnp.int32), carry
+        actions = op.masked_argmax(q, avail_actions)
+    else:
+        probs = zeta(q, avail_actions, config.entropy_alpha, op.epsilon(config, state.env_steps))
+        keys = jax.random.split(key, obs.shape[0])
+        actions = jax.vmap(lambda k, p: jax.random.categorical(k, jnp.log(p)))(keys, probs).astype(jnp.int32)
+    return actions, agents.with_action(carry, actions)
 
 
 def soft_value(q, avail, alpha):

@@ -4,9 +4,10 @@ What it owns, so that each algorithm file is only its networks and its loss:
 - **Windows and replay.** The runner hands `update` a [T, E] batch (T = `rollout_length` steps of E
   auto-resetting envs). Each env's T steps become one replay item — a *window* — stored with the
   agents' recurrent carry at its first step, so recurrent agents resume from where acting left off
-  and restart at every episode start inside the window. When T is the env's horizon (the default,
-  `rollout_length=0`) and episodes run to their limit, a window is exactly an episode, as in
-  EPyMARL's episode buffer. Replay is a flashbax item buffer of windows, sampled uniformly; an
+  and restart at every episode start inside the window (with `last_action`, that carry also holds each
+  agent's previous action, so a window that starts mid-episode knows it; `Agents`). When T is the
+  env's horizon (the default, `rollout_length=0`) and episodes run to their limit, a window is exactly
+  an episode, as in EPyMARL's episode buffer. Replay is a flashbax item buffer of windows, sampled uniformly; an
   optional second, small buffer holds the most recent windows (ReMIX's on-policy term).
 - **Targets.** TD(λ) returns inside a window (`lambda_returns`), cut at every episode end and
   bootstrapped from the true next observation (zero after termination, V(final obs) after a time-limit
@@ -62,7 +63,10 @@ class OffPolicyConfig(AlgoConfig):
     agent: Literal["gru", "mlp"] = "gru"  # EPyMARL's rnn agent (fc-GRU-fc) or its mlp agent (fc-fc-fc)
     hidden_sizes: tuple[int, ...] = (64,)  # the agents' one hidden width (EPyMARL `hidden_dim` 64)
     share_parameters: bool = True  # EPyMARL: one network for all agents
-    agent_id: bool = True  # one-hot agent id appended to observations (EPyMARL `obs_agent_id`)
+    agent_id: bool = True  # one-hot agent id appended to observations (EPyMARL `obs_agent_id`; pymarl2 stag hunt: False)
+    # the agent's previous action (one-hot, zeros at an episode start) appended to its observation: pymarl /
+    # pymarl2 `obs_last_action: True` (qmix_predator_prey.yaml); False = EPyMARL's algorithm configs (and ours before)
+    last_action: bool = False
     # exploration: ε-greedy, ε annealed linearly in env steps
     epsilon_start: float = 1.0  # EPyMARL
     epsilon_end: float = 0.05  # EPyMARL
@@ -102,7 +106,7 @@ def agents_for(n_agents: int, obs_dim: int, n_actions: int, config, *, dueling: 
     return Agents(
         n_agents=n_agents, obs_dim=obs_dim, n_actions=n_actions, hidden=config.hidden_sizes[0],
         recurrent=config.agent == "gru", dueling=dueling, share_parameters=config.share_parameters,
-        agent_id=config.agent_id,
+        agent_id=config.agent_id, last_action=config.last_action,
     )
 
 
@@ -361,7 +365,7 @@ def make_update(loss_fn: LossFn):
 def unroll_batch(agents: Agents, params, batch: Transition):
     """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
-    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done)
+    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions)
 
 
 def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:

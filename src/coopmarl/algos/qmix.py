@@ -10,8 +10,9 @@ Each algorithm's config class fixes two choices (ClassVars, not keys) and has ex
   weight is the regret-minimising projection weight built from four terms (see `remix_weights`).
 
 The central Q* (WQMIX, ReMIX) = its own agent networks + a feed-forward mixer of the state and those
-agents' utilities of the taken actions (pymarl2's `ff` central mixer, embed 256); its loss is
-unweighted and weights never carry gradient.
+agents' utilities of the taken actions (WQMIX's `ff` central mixer: `central_layers` 3, embed 256); its loss
+is unweighted and weights never carry gradient. CW-QMIX values Q_tot's greedy joint action with the target
+central network (WQMIX `max_q_learner.py`; `cw_greedy_value`).
 """
 
 from __future__ import annotations
@@ -79,10 +80,11 @@ class CentralQFields(AlgoConfig):
     """The unrestricted central Q* of WQMIX and ReMIX (its own agents + a feed-forward mixer)."""
 
     central_embed: int = 256  # WQMIX's unrestricted Q* mixer width (REFERENCE.md)
+    central_layers: int = 3  # its ReLU layers of width central_embed (WQMIX `QMixerCentralFF`: 3; REFERENCE.md)
 
     def __post_init__(self):
         super().__post_init__()
-        fields.at_least(self, 1, "central_embed")
+        fields.at_least(self, 1, "central_embed", "central_layers")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class WQMIXFields(CentralQFields):
 
 
 @dataclass(frozen=True)
+class CWFields(WQMIXFields):
+    """CW-QMIX: which central network values the greedy joint action û in the "good" test y > Q̂*(s, û)."""
+
+    # WQMIX's max_q_learner.py values û with the *target* central agents and mixer (`target_central_mixer`);
+    # "online" = the current central Q* (this library's behaviour before 2026-12)
+    cw_greedy_value: Literal["target", "online"] = "target"
+
+
+@dataclass(frozen=True)
 class ReMIXFields(CentralQFields):
     """ReMIX (paper 001): the terms of Thm 1, each switchable for the ablation (Fig. 5), and the on-policy
     buffer of the most recent windows that estimates d^π/μ."""
@@ -106,6 +117,22 @@ class ReMIXFields(CentralQFields):
     remix_mixer_gradient: bool = True  # Σ_j (1 − π^j) / f′_{s,Q^j} − 1: ReMIX Thm 1
     remix_on_policy: bool = True  # d^π/μ, via extra samples from a buffer of the most recent windows: ReMIX Alg. 1
     remix_gradient: Literal["lemma1", "autodiff"] = "lemma1"  # remix_mixer_gradient: f′ from ReMIX Lemma 1 or jax.grad
+    # remix_mixer_gradient: π^j in Σ_j (1 − π^j)/f′ − 1. Thm 1 is derived for the Boltzmann policy of the agents'
+    # utilities, π^a = e^{Q^a}/Σ e^{Q^a′} (ReMIX §4.1; App. C, Lemma 4); "epsilon_greedy" = the behaviour policy's
+    # probability of the taken action (ours before 2026-12), which is ≈ 1 − ε for greedy actions, so the term
+    # goes negative (clipped to weight w_min) on all-greedy transitions late in training
+    remix_policy: Literal["boltzmann", "epsilon_greedy"] = "boltzmann"
+    # remix_policy="boltzmann": its temperature T, π^a ∝ e^{Q^a/T} over available actions. 1 = Thm 1's form (no
+    # temperature in the paper); a raw-reward env's Q gaps of a few units already make π near-greedy there
+    remix_temperature: float = 1.0
+    # how the scores E of Thm 1 become weights in [w_min, 1] (the paper maps them "to a given range" but gives no
+    # mapping; §4.3). "rank": by the score's rank in the batch, w = w_min + (1 − w_min)·(share of the batch's
+    # scores strictly below it) — spread evenly over the range, zero scores (overestimates) at w_min, only the
+    # order of E used. Our default: E carries exp(Q*_{k−1} − Q_k), so it is heavy-tailed and "minmax" (linear
+    # between the batch's min and max) is set by the batch's largest score — measured on predator-prey it left ~81%
+    # of weights below 0.2, close to a constant w_min. "minmax": that linear map (ours before 2026-12). "mean":
+    # w = clip(E / mean_batch(E), w_min, 1) — Thm 1's 1/Z* read literally as E_μ[w] = 1 (eq. 3), then clipped.
+    weight_mapping: Literal["rank", "minmax", "mean"] = "rank"
     weight_min: float = 0.1  # weights mapped to [w_min, 1] (ReMIX Table 2; Fig. 4 tries 0.1, 0.5, 0.8)
     recent_buffer_size: int = 64  # remix_on_policy: windows in the on-policy buffer (REFERENCE.md: "small"; ours; 0 = none)
     recent_batch_size: int = 32  # remix_on_policy: windows sampled from it per gradient step (ReMIX gives none; ours)
@@ -113,6 +140,7 @@ class ReMIXFields(CentralQFields):
     def __post_init__(self):
         super().__post_init__()
         fields.in_unit_interval(self, "weight_min")
+        fields.positive(self, "remix_temperature")
         fields.at_least(self, 0, "recent_buffer_size", "recent_batch_size")
         if (self.recent_buffer_size > 0) != (self.recent_batch_size > 0):
             raise ValueError("set both recent_buffer_size and recent_batch_size, or neither")
@@ -175,7 +203,7 @@ class OWQMIXConfig(WQMIXFields, QMIXMixerFields, ValueDecompositionConfig):
 
 
 @dataclass(frozen=True)
-class CWQMIXConfig(WQMIXFields, QMIXMixerFields, ValueDecompositionConfig):
+class CWQMIXConfig(CWFields, QMIXMixerFields, ValueDecompositionConfig):
     """Centrally-weighted QMIX (WQMIX) with an unrestricted central Q*. Defaults: WQMIX / pymarl2."""
 
     mixer: ClassVar[Mixer] = "qmix"
@@ -210,7 +238,7 @@ def make_mixer(config, n_agents: int):
 
 def _nets(spec, config):
     agents = op.make_agents(spec, config)
-    central = CentralMixer(config.central_embed) if config.weighting != "none" else None
+    central = CentralMixer(config.central_embed, config.central_layers) if config.weighting != "none" else None
     return agents, make_mixer(config, spec.n_agents), central
 
 
@@ -245,8 +273,10 @@ def act(state, obs, avail_actions, key, *, carry, explore, config):
     agents = op.agents_for(*obs.shape, avail_actions.shape[-1], config)
     carry, q = agents.apply(state.params["agents"], carry, obs)
     if not explore:
-        return op.masked_argmax(q, avail_actions), carry
-    return op.epsilon_greedy(key, q, avail_actions, op.epsilon(config, state.env_steps)), carry
+        actions = op.masked_argmax(q, avail_actions)
+    else:
+        actions = op.epsilon_greedy(key, q, avail_actions, op.epsilon(config, state.env_steps))
+    return actions, agents.with_action(carry, actions)
 
 
 def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, valid=None):
@@ -255,10 +285,11 @@ def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, vali
         E = (B*Q*_{k−1} − Q_k) · exp(Q*_{k−1} − Q_k) · (Σ_j (1 − π^j) / f′_{s,Q^j} − 1)   if Q_k ≤ B*Q*_{k−1}
         E = 0 (the ε of Thm 1)                                                        if Q_k >  B*Q*_{k−1}
 
-    then mapped to [w_min, 1] over the batch (min–max), the paper's stand-in for the unknown 1/Z*.
-    Disabled terms count as 1; the overestimate condition always applies. Weights are constants (no
-    gradient). `pi_taken` [..., N] = each agent's probability of its taken action; `mixer_grad` [..., N] = f′.
-    Negative products (possible when Σ (1 − π)/f′ < 1) are clipped to 0: weights are non-negative.
+    then mapped to [w_min, 1] over the batch (`map_weights`, by `weight_mapping`), the paper's stand-in for the
+    unknown 1/Z*. Disabled terms count as 1; the overestimate condition always applies. Weights are constants
+    (no gradient). `pi_taken` [..., N] = each agent's probability of its taken action under `remix_policy`
+    (`remix_policy_probs`); `mixer_grad` [..., N] = f′. Negative products (possible when Σ (1 − π)/f′ < 1) are
+    clipped to 0: weights are non-negative.
     """
     under = q_tot <= target
     e = jnp.ones_like(q_tot)
@@ -269,9 +300,33 @@ def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, vali
     if config.remix_mixer_gradient:
         e = e * (jnp.sum((1.0 - pi_taken) / jnp.maximum(mixer_grad, 1e-6), -1) - 1.0)
     e = jnp.where(under, jnp.maximum(e, 0.0), 0.0)
-    lo, hi = jnp.min(e), jnp.max(e)
-    w = config.weight_min + (1.0 - config.weight_min) * (e - lo) / jnp.maximum(hi - lo, 1e-8)
-    return jax.lax.stop_gradient(w)
+    return jax.lax.stop_gradient(map_weights(e, config))
+
+
+def map_weights(scores, config):
+    """Non-negative scores [...] -> weights in [w_min, 1] over the whole batch, by `config.weight_mapping`:
+    "rank" (w_min + (1 − w_min) · share of the other scores strictly below; ties share the lowest rank),
+    "minmax" (linear from the batch's min to its max) or "mean" (scores / their batch mean, clipped)."""
+    w_min = config.weight_min
+    if config.weight_mapping == "rank":
+        flat = scores.reshape(-1)
+        below = jnp.searchsorted(jnp.sort(flat), flat, side="left").reshape(scores.shape)
+        share = below.astype(jnp.float32) / max(flat.size - 1, 1)
+    elif config.weight_mapping == "minmax":
+        lo, hi = jnp.min(scores), jnp.max(scores)
+        share = (scores - lo) / jnp.maximum(hi - lo, 1e-8)
+    else:  # "mean"
+        return jnp.clip(scores / jnp.maximum(jnp.mean(scores), 1e-8), w_min, 1.0)
+    return w_min + (1.0 - w_min) * share
+
+
+def remix_policy_probs(q, avail, config, env_steps):
+    """π^n(·) [..., N, A] of ReMIX's mixer-gradient term (`remix_policy`): Thm 1's Boltzmann policy of the agents'
+    utilities over their available actions, or the ε-greedy behaviour policy. No gradient."""
+    q = jax.lax.stop_gradient(q)
+    if config.remix_policy == "boltzmann":
+        return jax.nn.softmax(jnp.where(avail, q / config.remix_temperature, -jnp.inf), axis=-1)
+    return op.epsilon_greedy_probs(q, avail, op.epsilon(config, env_steps))
 
 
 def _take(q, actions):
@@ -305,7 +360,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
         return loss, {"q_tot": jnp.mean(q_tot), "target": jnp.mean(target)}
 
     # ---- weighted: WQMIX / ReMIX, with the unrestricted central Q* ----
-    central = CentralMixer(config.central_embed)
+    central = CentralMixer(config.central_embed, config.central_layers)
     cq, cq_next = op.unroll_batch(agents, params["central_agents"], batch)
     _, tcq_next = op.unroll_batch(agents, target_params["central_agents"], batch)
     q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions, None)
@@ -319,18 +374,15 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
 
     if config.weighting == "ow":  # optimistic: full weight where Q_tot underestimates
         w = jnp.where(q_tot < target, 1.0, config.weight)
-    elif config.weighting == "cw":  # centrally weighted: full weight on Q*'s argmax or better-than-it
-        greedy = op.masked_argmax(q, avail)
-        is_greedy = jnp.all(batch.actions == greedy, -1)
-        q_star_greedy = _mix(central, params["central"], _take(cq, greedy), batch.global_state, greedy,
-                             n_actions, None)
-        w = jnp.where(is_greedy | (target > q_star_greedy), 1.0, config.weight)
+    elif config.weighting == "cw":  # centrally weighted: full weight on Q_tot's argmax û, or where y > Q̂*(s, û)
+        greedy = op.masked_argmax(jax.lax.stop_gradient(q), avail)
+        w = cw_weights(batch.actions, greedy, target, _cw_greedy_value(agents, central, params, target_params,
+                                                                       batch, greedy, cq, config), config)
     else:  # remix
         _, tcq = op.unroll_batch(agents, target_params["central_agents"], batch)
         q_star_prev = _mix(central, target_params["central"], _take(tcq, batch.actions), batch.global_state,
                            batch.actions, n_actions, None)
-        eps = op.epsilon(config, env_steps)
-        pi_taken = _take(op.epsilon_greedy_probs(q, avail, eps), batch.actions)
+        pi_taken = _take(remix_policy_probs(q, avail, config, env_steps), batch.actions)
         grad = (mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
                 if config.remix_mixer_gradient else None)
         w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config)
@@ -341,6 +393,25 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     metrics.update(q_tot=jnp.mean(q_tot), q_star=jnp.mean(q_star), weight_mean=jnp.mean(w),
                    central_loss=central_loss, qmix_loss=qmix_loss)
     return qmix_loss + central_loss, metrics
+
+
+def _cw_greedy_value(agents, central, params, target_params, batch, greedy, cq, config):
+    """Q̂*(s, û) [B, T] of CW-QMIX's test: the target central agents and mixer (WQMIX max_q_learner.py:
+    `target_central_mixer(central_target_max_agent_qvals)`), or the online ones (`cw_greedy_value`)."""
+    n_actions = batch.avail_actions.shape[-1]
+    if config.cw_greedy_value == "target":
+        cq, _ = op.unroll_batch(agents, target_params["central_agents"], batch)
+        central_params = target_params["central"]
+    else:
+        central_params = params["central"]
+    return _mix(central, central_params, _take(cq, greedy), batch.global_state, greedy, n_actions, None)
+
+
+def cw_weights(actions, greedy, target, q_star_greedy, config):
+    """CW-QMIX (WQMIX eq. 6 / max_q_learner.py): 1 where the joint action is Q_tot's argmax û or y > Q̂*(s, û),
+    `weight` otherwise. actions, greedy [..., N]; target, q_star_greedy [...]."""
+    is_greedy = jnp.all(actions == greedy, -1)
+    return jnp.where(is_greedy | (target > q_star_greedy), 1.0, config.weight)
 
 
 def mixer_gradient(mixer, params, agent_qs, state, how: str = "lemma1"):

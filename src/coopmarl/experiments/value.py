@@ -137,34 +137,49 @@ def maosql_lbf(runs, opts: dict) -> Report:
 
 # ---- ReMIX presets -----------------------------------------------------------------------------------
 
-# pymarl2's tuned QMIX/WQMIX, as the ReMIX paper uses them (Table 2 for ReMIX itself)
+# pymarl2's tuned QMIX/WQMIX, as the ReMIX paper uses them (Table 2 for ReMIX itself). pymarl2 feeds the
+# agents their previous action (`obs_last_action: True`) and trains on raw rewards (it has no reward
+# standardisation; REFERENCE.md "pymarl2 / WQMIX on predator-prey"); the central Q* has WQMIX's 3 layers and
+# CW-QMIX values û with the target central network (the algorithms' defaults `central_layers`, `cw_greedy_value`),
+# ReMIX uses Thm 1's Boltzmann π (default `remix_policy`)
 PYMARL2 = {"batch_size": 128, "buffer_size": 10_000, "td_lambda": 0.6, "lr": 1e-3, "epsilon_start": 0.995,
-           "epsilon_anneal_steps": 100_000}
+           "epsilon_anneal_steps": 100_000, "standardise_rewards": False, "last_action": True}
+# pymarl2 `qmix_predator_prey.yaml` (stag hunt): no agent id in the observation (`obs_agent_id: False`)
+PYMARL2_PP = {"agent_id": False}
 # CPU scale (measured: ~80 s per 50k-step, 2-seed run on the 2-core CPU): MLP agents, windows of 25 steps,
-# 16 envs, batch 16 windows, buffer 2,000 windows, ε over 30k steps
+# 16 envs, batch 16 windows (ReMIX 12 + 4 recent, REMIX_RECENT), buffer 2,000 windows, ε over 30k steps
 CPU_PP = {"rollout_length": 25, "batch_size": 16, "buffer_size": 2000, "n_envs": 16, "epsilon_anneal_steps": 30_000,
           "agent": "mlp"}
+# ReMIX's on-policy term (Alg. 1) draws extra windows from a small buffer of the most recent ones. Every
+# algorithm trains on the same number of windows per gradient step: ReMIX's batch_size + recent_batch_size equals
+# the baselines' batch_size (128 = 96 + 32; cpu 16 = 12 + 4), so the comparison is not one of batch sizes (and of
+# compute per step); a quarter of ReMIX's batch is recent windows at both scales. Table 2's "batch 128" is read as
+# the gradient step's whole batch (the paper does not say whether the recent samples come on top).
+REMIX_RECENT = {"paper": {"recent_buffer_size": 64, "recent_batch_size": 32},
+                "cpu": {"recent_buffer_size": 32, "recent_batch_size": 4}}
 
 
 REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Fig. 1
 REMIX_TERMS = ("bellman_error", "underestimation", "mixer_gradient", "on_policy")  # Thm 1's four terms
 
 
-def _remix_overrides(algo: str, scale: str, extra: dict | None = None) -> dict:
+def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str = "") -> dict:
+    extra = extra or {}
     o = dict(PYMARL2)
-    if algo == "remix":
-        o.update(recent_buffer_size=64, recent_batch_size=32)
+    if env.startswith("predator-prey"):
+        o.update(PYMARL2_PP)
     if scale == "cpu":
         o.update(CPU_PP)
-        if algo == "remix":
-            o.update(recent_buffer_size=32, recent_batch_size=8)
-    return {**o, **(extra or {})}
+    if algo == "remix" and extra.get("remix_on_policy", True):  # (without the on-policy term: the whole batch)
+        recent = REMIX_RECENT[scale]
+        o.update(recent, batch_size=o["batch_size"] - recent["recent_batch_size"])
+    return {**o, **extra}
 
 
 def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]]) -> list[Cell]:
     """The cells of a ReMIX preset: (env, algo, extra overrides, label) each."""
     steps = _steps(opts, 50_000, 2_000_000)
-    return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, opts["scale"], extra),
+    return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, opts["scale"], extra, env),
                                                                  "total_steps": steps, "log_points": 20},
                  opts["seeds"], label=label) for env, algo, extra, label in settings]
 
@@ -180,7 +195,9 @@ def _pp_report(runs, opts: dict, title: str) -> Report:
     notes = [f"{steps:,} env steps per run, {opts['seeds']} seeds ({opts['scale']} scale"
              + (": MLP agents, windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over 30k "
                 "steps — the paper trains ~2M steps with GRU agents and batches of 128 episodes" if opts["scale"] == "cpu"
-                else ": ReMIX Table 2 / pymarl2") + ")."]
+                else ": ReMIX Table 2 / pymarl2") + "). Every algorithm trains on the same number of windows per "
+             "gradient step (ReMIX: a quarter of them from its recent-windows buffer), on raw rewards, with each agent's "
+             "previous action in its input (pymarl2 `obs_last_action`) and, on predator-prey, no agent id."]
     return Report(title, markdown_table(["env", "algorithm", "greedy return, IQM [95% CI]", "mean ± sd",
                                          "train return, IQM [95% CI]"], rows), notes, plots)
 

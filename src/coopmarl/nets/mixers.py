@@ -85,13 +85,16 @@ class QPLEXMixer(nn.Module):
 
 class CentralMixer(nn.Module):
     """WQMIX's unrestricted Q*(s, u): a feed-forward network of the state and the (central) agents'
-    utilities of the taken actions — no monotonicity constraint (Rashid et al. 2020, embed 256)."""
+    utilities of the taken actions — no monotonicity constraint (Rashid et al. 2020, embed 256): `layers`
+    ReLU layers of width `embed`, then a linear output plus a state value V(s) (WQMIX's `QMixerCentralFF`,
+    `qmix_central_no_hyper.py`: 3 layers)."""
 
     embed: int = 256
+    layers: int = 3
 
     @nn.compact
     def __call__(self, agent_qs, state, actions_onehot=None, agent_vs=None):
         h = jnp.concatenate([agent_qs, state])
-        h = nn.relu(nn.Dense(self.embed)(h))
-        h = nn.relu(nn.Dense(self.embed)(h))
+        for _ in range(self.layers):
+            h = nn.relu(nn.Dense(self.embed)(h))
         return nn.Dense(1)(h)[0] + nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])(state)[0]

@@ -5,6 +5,12 @@ An agent network maps (carry, input) -> (carry, Q-values [A]). Agents either sha
 parameters and see a one-hot agent id appended to their observation (EPyMARL's default), or each has
 its own parameters (stacked on a leading agent axis). Either way agent n's values depend only on its
 own observation history — execution stays decentralised.
+
+With `last_action`, each agent also sees its own previous action (one-hot; zeros at an episode start;
+pymarl's `obs_last_action`). That action lives in the carry, after the recurrent state: carry [..., N, H + A]
+= [hidden | previous action]. `apply` reads it; the caller writes the action it chose with `with_action`
+(acting) or `unroll` does it from the stored actions (replay). So the carry stored at a window's first step
+holds the action before the window, and a runner that restarts the carry at an episode start restarts both.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Agents:
     dueling: bool = False
     share_parameters: bool = True
     agent_id: bool = True  # append a one-hot agent id to each observation
+    last_action: bool = False  # append the agent's previous action (one-hot, carried; see the module docstring)
 
     @property
     def net(self) -> AgentQNet:
@@ -58,19 +65,31 @@ class Agents:
 
     @property
     def carry_dim(self) -> int:
+        """The network's own carry width (the GRU state; 1 unused column for an MLP)."""
         return self.hidden if self.recurrent else 1
 
     def initial_carry(self) -> jax.Array:
-        return jnp.zeros((self.n_agents, self.carry_dim), jnp.float32)
+        width = self.carry_dim + (self.n_actions if self.last_action else 0)
+        return jnp.zeros((self.n_agents, width), jnp.float32)
 
-    def inputs(self, obs: jax.Array) -> jax.Array:
-        if not self.agent_id:
-            return obs
-        ids = jnp.broadcast_to(jnp.eye(self.n_agents, dtype=obs.dtype), obs.shape[:-1] + (self.n_agents,))
-        return jnp.concatenate([obs, ids], -1)
+    def with_action(self, carry: jax.Array, actions: jax.Array) -> jax.Array:
+        """The carry with each agent's previous action set to `actions` [..., N] (unchanged without last_action)."""
+        if not self.last_action:
+            return carry
+        return jnp.concatenate([carry[..., :self.carry_dim], jax.nn.one_hot(actions, self.n_actions, dtype=carry.dtype)],
+                               -1)
+
+    def inputs(self, obs: jax.Array, carry: jax.Array | None = None) -> jax.Array:
+        """The network's input: [obs | previous action (from the carry) | one-hot agent id]."""
+        parts = [obs]
+        if self.last_action:
+            parts.append(carry[..., self.carry_dim:].astype(obs.dtype))
+        if self.agent_id:
+            parts.append(jnp.broadcast_to(jnp.eye(self.n_agents, dtype=obs.dtype), obs.shape[:-1] + (self.n_agents,)))
+        return jnp.concatenate(parts, -1) if len(parts) > 1 else obs
 
     def init(self, key: jax.Array):
-        in_dim = self.obs_dim + (self.n_agents if self.agent_id else 0)
+        in_dim = self.obs_dim + (self.n_agents if self.agent_id else 0) + (self.n_actions if self.last_action else 0)
         dummy_c, dummy_x = jnp.zeros((self.carry_dim,)), jnp.zeros((in_dim,))
         if self.share_parameters:
             return self.net.init(key, dummy_c, dummy_x)
@@ -81,33 +100,44 @@ class Agents:
 
         The networks see 2-D inputs [rows, D] only: XLA's CPU backend multiplies a flattened
         [rows, D] @ [D, H] about twice as fast as the same product with extra batch axes."""
-        x = self.inputs(obs)
+        x = self.inputs(obs, carry)
+        full, carry = carry, carry[..., :self.carry_dim]  # the previous action (if any) stays as it is
         lead, n = x.shape[:-2], self.n_agents
         if self.share_parameters:
             c, q = self.net.apply(params, carry.reshape(-1, carry.shape[-1]), x.reshape(-1, x.shape[-1]))
-            return c.reshape(carry.shape), q.reshape(lead + (n, q.shape[-1]))
-        rows = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, rows, ·]
-        back = lambda a: jnp.moveaxis(a.reshape((n,) + lead + a.shape[-1:]), 0, -2)  # noqa: E731
-        c, q = jax.vmap(self.net.apply)(params, rows(carry), rows(x))
-        return back(c), back(q)
+            c, q = c.reshape(carry.shape), q.reshape(lead + (n, q.shape[-1]))
+        else:
+            rows = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, rows, ·]
+            back = lambda a: jnp.moveaxis(a.reshape((n,) + lead + a.shape[-1:]), 0, -2)  # noqa: E731
+            c, q = jax.vmap(self.net.apply)(params, rows(carry), rows(x))
+            c, q = back(c), back(q)
+        return jnp.concatenate([c, full[..., self.carry_dim:]], -1) if self.last_action else c, q
 
-    def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array):
+    def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array,
+               actions: jax.Array | None = None):
         """Q-values along windows of T steps.
 
         carry0 [..., N, H] is the stored carry before step 0; obs / next_obs [..., T, N, D]; done [..., T]
         ends an episode after step t (so the carry restarts at t + 1). Returns q [..., T, N, A] at obs[t]
         and q_next [..., T, N, A] at next_obs[t] (the true next observation — also at an episode's last
         step). Leading axes (a batch of windows) are stepped together, as one batch of rows per step.
+        With `last_action`, `actions` [..., T, N] are the stored actions: q_next[t] sees actions[t] as the
+        previous action, and so does q[t + 1] unless an episode starts there.
         """
+        if self.last_action and actions is None:
+            raise ValueError("Agents.unroll needs the stored actions when the agents see their last action")
         fresh = jnp.zeros_like(carry0)
+        if actions is None:
+            actions = jnp.zeros(done.shape + (self.n_agents,), jnp.int32)  # unused
 
         def step(carry, x):
-            o, o_next, d = x
+            o, o_next, d, a = x
             carry, q = self.apply(params, carry, o)
+            carry = self.with_action(carry, a)
             _, q_next = self.apply(params, carry, o_next)
             return jnp.where(d[..., None, None], fresh, carry), (q, q_next)
 
         time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
         _, (q, q_next) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(next_obs, -3),
-                                                     time_first(done, -1)))
+                                                     time_first(done, -1), time_first(actions, -2)))
         return jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)
