@@ -196,3 +196,23 @@ def test_a_key_that_cannot_be_vmapped_is_refused_with_the_reason(tmp_path, capsy
     # why (q_init=0 selects code at trace time), where, and the keys that can be vmapped
     assert "`q_init` is used in Python control flow" in err and "epsilon" in err, err
     assert not out.exists()
+
+
+def test_run_options_set_how_every_cell_is_kept_and_the_cell_stays_the_same(sweep_dir, tmp_path, capsys):
+    import yaml
+
+    # a finished grid rerun with other keeping options: the same cells, nothing retrained
+    capsys.readouterr()
+    assert main(["sweep", *SWEEP, "--seeds", "8", "--out", str(sweep_dir), "--run-option", "keep_checkpoints=1"]) == 0
+    assert "2 cells: 2 finished" in capsys.readouterr().out
+    out = tmp_path / "kept"
+    assert main(["sweep", "tabular-iql", "climbing", "epsilon=0.05,0.2", "total_steps=200", "--out", str(out),
+                 "--run-option", "save_buffers=true", "--run-option", "keep_checkpoints=1"]) == 0
+    for cell in CELLS:
+        run = yaml.safe_load((out / cell / "config.yaml").read_text())["run"]
+        assert run["save_buffers"] is True and run["keep_checkpoints"] == 1
+    # a key that would change what a cell computes is not a run option
+    assert main(["sweep", "tabular-iql", "climbing", "epsilon=0.05,0.2", "--out", str(tmp_path / "no"),
+                 "--run-option", "total_steps=100"]) == 2
+    assert "run option 'total_steps' is not one" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -53,14 +53,13 @@ def _check_report(report, out, name):
 def test_preset_writes_table_and_plots(tmp_path, name):
     report, out = run_experiment(name, tmp_path / name, TINY[name])
     _check_report(report, out, name)
-    # the table is built from the run directories alone: --report-only rebuilds the same bytes, training nothing
-    table = (out / "table.md").read_bytes()
-    lines = []
-    run_experiment(name, out, TINY[name], report_only=True, log=lines.append)
-    assert (out / "table.md").read_bytes() == table
-    cells = [p.parent for p in out.rglob("cell.json")]
-    if cells:  # every cell's run directory, and the preset's statistics over them
-        assert lines == [] and (out / "aggregate.json").is_file() and (out / "marl_eval.json").is_file()
+    if any(out.rglob("cell.json")):  # a preset that trains: its cells' run directories
+        # the table is built from the run directories alone: --report-only rebuilds the same bytes, training nothing
+        table = (out / "table.md").read_bytes()
+        lines = []
+        run_experiment(name, out, TINY[name], report_only=True, log=lines.append)
+        assert (out / "table.md").read_bytes() == table and lines == []
+        assert (out / "aggregate.json").is_file() and (out / "marl_eval.json").is_file()
         assert "IQM [95% CI]" in report.table
     if name == "dpo-matrix":
         assert "NO" not in (out / "table.md").read_text()  # J monotone in every game and for both M̂

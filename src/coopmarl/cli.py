@@ -149,9 +149,11 @@ def cmd_reproduce(args):
 
 
 def _executor_args(args) -> dict:
+    from coopmarl.config import parse_overrides
+
     return {"backend": args.backend, "address": args.address, "cpus_per_cell": args.cpus_per_cell,
             "gpus_per_cell": args.gpus_per_cell, "report_only": args.report_only, "overwrite": args.overwrite,
-            "progress": args.progress, "logger": args.logger}
+            "progress": args.progress, "logger": args.logger, "run_options": parse_overrides(args.run_option or [])}
 
 
 def cmd_sweep(args):
@@ -180,6 +182,10 @@ def _add_executor_options(p: argparse.ArgumentParser, what: str):
     p.add_argument("--progress", action="store_true", help="a progress bar for each run (local backend)")
     p.add_argument("--logger", default=None, help="also log every run to wandb, mlflow or both (wandb,mlflow): one "
                    "tracker run per run directory, grouped under the experiment's name")
+    p.add_argument("--run-option", action="append", metavar="KEY=VALUE",
+                   help="how every run is kept or reported (repeatable): checkpoint_every, keep_checkpoints, "
+                        "save_buffers, logger, logger_project, logger_group — e.g. save_buffers=true for resumes "
+                        "that are bit-identical however large the replay buffers")
 
 
 def cmd_solve(args):

@@ -173,8 +173,10 @@ def plan_cells(cells: list, out: Path) -> list[tuple]:
     return plan
 
 
-# run keys that say where a run reports, not what it computes: a cell rerun with another logger is the same cell
-_REPORTING_KEYS = ("logger", "logger_project", "logger_group")
+# run keys that say how a run is kept and where it reports, not what it computes: a cell rerun with other values
+# is the same cell, and `run_options` may set them for every cell of an experiment
+RUN_OPTIONS = ("checkpoint_every", "keep_checkpoints", "save_buffers", "logger", "logger_project", "logger_group")
+_REPORTING_KEYS = RUN_OPTIONS
 
 
 def _differences(saved: dict, wanted: dict) -> list[str]:
@@ -271,6 +273,8 @@ def run_cells(plan: list[tuple], backend: str = "local", *, address: str | None 
     """Run the cells of `plan` (from `plan_cells`) that are not finished; returns {cell path: outcome}.
     `vmapped` names the vmapped keys of each `Cell.vmap_group`."""
     vmapped = vmapped or {}
+    if not plan:  # an experiment that trains nothing (an exact computation)
+        return {}
     todo = [(c, rd, st) for c, _, rd, st in plan if st not in ("done", "diverged")]
     counts = {s: sum(st == s for *_, st in plan) for s in ("done", "diverged", "resume", "train", "restart")}
     log(f"{len(plan)} cells: {counts['done']} finished, {counts['diverged']} diverged, {counts['resume']} to resume, "
@@ -361,12 +365,13 @@ def prepare_out(out: Path, name: str, overwrite: bool):
 def run_experiment(name: str, out_dir: str | Path | None = None, options: dict | None = None, *,
                    backend: str = "local", address: str | None = None, cpus_per_cell: float = 1,
                    gpus_per_cell: float = 0, report_only: bool = False, overwrite: bool = False,
-                   progress: bool = False, logger: str | None = None, log: Callable[[str], None] = print,
-                   experiment=None):
+                   progress: bool = False, logger: str | None = None, run_options: dict | None = None,
+                   log: Callable[[str], None] = print, experiment=None):
     """Run a registered experiment (or `experiment`, e.g. a sweep) into `out_dir` (default runs/NAME): its cells
     as run directories, then table.md, the plots, aggregate.json and marl_eval.json. Returns (Report, out_dir).
     `logger` (e.g. "wandb") sends every cell to that tracker as well, one tracker run per cell, grouped under the
-    experiment's name."""
+    experiment's name. `run_options` ({key: value} of `RUN_OPTIONS`, e.g. {"save_buffers": "true"}) set how every
+    cell's run is kept and reported; they do not change what it computes."""
     from coopmarl.experiments.registry import get_experiment, resolve_options
     from coopmarl.experiments.tables import write_outputs
     from coopmarl.files import atomic_write
@@ -381,6 +386,12 @@ def run_experiment(name: str, out_dir: str | Path | None = None, options: dict |
         raise ConfigError("--report-only and --overwrite exclude each other")
     out = Path(out_dir) if out_dir is not None else Path("runs") / exp.name
     cells = exp.cells(opts) if exp.cells is not None else []
+    for key in run_options or {}:
+        if key not in RUN_OPTIONS:
+            raise ConfigError(f"run option {key!r} is not one an experiment's cells may share: they are "
+                              f"{', '.join(RUN_OPTIONS)} (what a cell computes is the experiment's options)")
+    if run_options:
+        cells = [replace(c, overrides={**c.overrides, **{k: str(v) for k, v in run_options.items()}}) for c in cells]
     if logger is not None:
         cells = [replace(c, overrides={"logger": logger, "logger_group": exp.name.replace(" ", "_"), **c.overrides})
                  for c in cells]
