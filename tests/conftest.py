@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+# The CLI turns on JAX's persistent compilation cache (coopmarl.compilation_cache) for its process; tests call
+# `main([...])` in the test process, which would leave the cache on for every later test. Late in a full run (after
+# ~1,200 tests' programs) writing one executable to it segfaulted inside jax (compilation_cache.
+# put_executable_and_time, twice at the same test; the same program alone writes fine). The test process keeps
+# the cache off; tests/test_everyday.py checks the cache in subprocesses of their own.
+os.environ["COOPMARL_COMPILATION_CACHE"] = "0"
 
 # A 2-state, 2-agent, 2-action game with a stochastic start and stochastic transitions.
 # Joint actions are indexed [agent 1's action, agent 2's action].
