@@ -52,12 +52,9 @@ def _check_parents(path: Path):
             raise ConfigError(f"--out {str(path)!r} {what}: name a directory")
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
-    """Check `--out` before anything runs: a new or empty directory is used; an existing non-empty one is
-    refused unless `overwrite` (it must then be a run directory — it holds config.yaml — and is cleared);
-    a file, or a path under a file, is refused. Creates nothing (the writer does, once the run starts)."""
-    import shutil
-
+def check_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """`prepare_run_dir`'s checks, clearing nothing: a new or empty directory, or with `overwrite` a run
+    directory (it holds config.yaml); a file, or a path under a file, is refused."""
     path = Path(path)
     _check_parents(path)
     if path.is_dir() and any(path.iterdir()):
@@ -67,6 +64,16 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"--overwrite: {str(path)!r} is not a coopmarl run directory (no config.yaml); "
                               "refusing to delete it")
+    return path
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Check `--out` before anything runs (`check_run_dir`) and, with `overwrite`, clear the previous run
+    directory. Creates nothing (the writer does, once the run starts)."""
+    import shutil
+
+    path = check_run_dir(path, overwrite)
+    if overwrite and path.is_dir() and any(path.iterdir()):
         shutil.rmtree(path)
     return path
 

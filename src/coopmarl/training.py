@@ -197,7 +197,7 @@ def train_vmapped(algo: str, env: str, overrides: list[str] | dict | None = None
 
     from coopmarl.config import parse_overrides, resolve
     from coopmarl.hparams import check_vmappable
-    from coopmarl.outputs import RunWriter, new_run_dir, prepare_run_dir
+    from coopmarl.outputs import RunWriter, check_run_dir, new_run_dir, prepare_run_dir
     from coopmarl.provenance import provenance
     from coopmarl.runner import LoopState, train
 
@@ -246,7 +246,7 @@ def train_vmapped(algo: str, env: str, overrides: list[str] | dict | None = None
         outs = [Path(out_root) / label for label in labels]
     if outs is not None:
         for o in outs:  # every directory checked before any is cleared
-            _check_out(o, overwrite)
+            check_run_dir(o, overwrite)
         run_dirs = [prepare_run_dir(o, overwrite) for o in outs]
     else:
         run_dirs = [new_run_dir(base.algo.name, f"{base.env_name}_{label}") for label in labels]
@@ -322,16 +322,3 @@ def _slicer(n: int):
     return lambda tree, k: sliced(tree, np.int32(k))
 
 
-def _check_out(path: Path, overwrite: bool):
-    """`outputs.prepare_run_dir`'s checks, without clearing anything."""
-    for parent in [path, *path.parents]:
-        if parent.exists() and not parent.is_dir():
-            what = "is a file" if parent == path else f"is under {str(parent)!r}, which is a file"
-            raise ConfigError(f"run directory {str(path)!r} {what}: name a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"run directory {str(path)!r} exists and is not empty: choose another directory, add "
-                              f"overwrite to replace it, or continue it with `coopmarl resume {path}`")
-        if not (path / "config.yaml").is_file():
-            raise ConfigError(f"overwrite: {str(path)!r} is not a coopmarl run directory (no config.yaml); "
-                              "refusing to delete it")
