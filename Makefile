@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 ## test: set up, then run the test suite (slow reproduction tests excluded; `make test-slow` runs them)
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=20
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

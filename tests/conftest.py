@@ -13,6 +13,20 @@ import pytest
 # put_executable_and_time, twice at the same test; the same program alone writes fine). The test process keeps
 # the cache off; tests/test_everyday.py checks the cache in subprocesses of their own.
 os.environ["COOPMARL_COMPILATION_CACHE"] = "0"
+# pytest-xdist's workers (`make test` runs the suite in one per core) set COLUMNS=80, which would fold the CLI's
+# tables that tests read; without it the CLI prints them 160 columns wide off a terminal (cli.console)
+os.environ.pop("COLUMNS", None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: a test process otherwise keeps every program of
+    ~600 tests alive (memory and JIT code grow for the whole run; late in a single-process run XLA's compiler
+    segfaulted). A later module that needs a program compiles it again."""
+    yield
+    import jax
+
+    jax.clear_caches()
 
 # A 2-state, 2-agent, 2-action game with a stochastic start and stochastic transitions.
 # Joint actions are indexed [agent 1's action, agent 2's action].
