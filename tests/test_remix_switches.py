@@ -195,7 +195,7 @@ def test_last_action_and_agent_id_are_keys():
 # ---- the ReMIX presets ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scale", ["cpu", "paper"])
+@pytest.mark.parametrize("scale", ["cpu", "long", "paper"])
 def test_remix_presets_train_everyone_on_equal_batches_of_raw_rewards(scale):
     env = "predator-prey:p-2"
     base = value._remix_overrides("qmix", scale, env=env)
@@ -205,8 +205,20 @@ def test_remix_presets_train_everyone_on_equal_batches_of_raw_rewards(scale):
     for o in (base, remix):
         assert o["standardise_rewards"] is False and o["last_action"] is True and o["agent_id"] is False
     assert "agent_id" not in value._remix_overrides("qmix", scale, env="smax:3m")  # stag hunt only
-    for algo in value.REMIX_BASELINES:  # every override is a key of the algorithm
-        resolve(algo, env, {k: str(v) for k, v in value._remix_overrides(algo, scale, env=env).items()})
+    for algo in value.REMIX_BASELINES:  # every override is a key of the algorithm, and the env can run it
+        r = resolve(algo, env, {k: str(v) for k, v in value._remix_overrides(algo, scale, env=env).items()})
+        # pymarl2's core (whole episodes from a zero GRU state, 8 envs) beyond the cpu scale's fast windows
+        faithful = (r.config.replay, r.config.agent, r.config.n_envs, r.config.target_update_episodes)
+        assert faithful == (("windows", "mlp", 16, 200) if scale == "cpu" else ("episodes", "gru", 8, 200))
+    assert (base["batch_size"], base["buffer_size"]) == {"cpu": (16, 2000), "long": (32, 1000),
+                                                         "paper": (128, 10_000)}[scale]
+
+
+def test_a_remix_preset_refuses_an_unknown_scale():
+    from coopmarl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scale must be one of 'cpu', 'long', 'paper', got 'huge'"):
+        value._pp_cells({"scale": "huge", "steps": 0, "seeds": 1}, [])
 
 
 # CW-QMIX exercises every new switch of the central network (3 layers, greedy value from the target network) in

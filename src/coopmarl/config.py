@@ -218,6 +218,11 @@ def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = 
     except (ParamError, ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
     check_compatible(algo, env_name, entry.tags, env.spec)
+    try:
+        if hasattr(config, "check_env"):  # (AlgoConfig's; a third-party config class may not have it)
+            config.check_env(env.spec)
+    except ValueError as e:
+        raise ConfigError(f"algorithm {algo.name!r} on {env_name!r}: {e}") from None
     return Resolved(algo, env_name, env_params, env, config, run)
 
 

@@ -5,7 +5,8 @@ that the update's metrics and the parameters are finite: a diverging run stops (
 finite state, never a NaN one; Ctrl-C stops it (`Interrupted`) with its last complete state.
 
 One *iteration* of the scan = `rollout_length` steps in each of `n_envs` auto-resetting envs, then one
-`update` on that [rollout_length, n_envs] batch. For a planner (`uses_env=False`) an iteration is one
+`update` on that [rollout_length, n_envs] batch (with an algorithm's `replay=episodes`, every env is reset at the
+iteration's start, so that each env's steps begin an episode). For a planner (`uses_env=False`) an iteration is one
 `update` on the model. Between chunks, `on_chunk` receives the metrics and, every `checkpoint_interval`
 chunks, `on_checkpoint` the whole loop state (`LoopState`: train state, env states, agent carry, keys,
 position); `train(..., start=…)` continues from one (the run directory's writer saves and resumes them).
@@ -47,6 +48,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     rollout_length, n_envs = iteration_size(algo, config, env.spec)
     wrapped = AutoReset(env)
     fresh_carry = algo.init_carry(env.spec, config)
+    # `replay=episodes` (pymarl2's episode runner): each iteration restarts every env, so that its window is one
+    # whole episode from its first step (offpolicy.step_mask masks what follows an early end)
+    episodic = algo.uses_env and getattr(config, "replay", "windows") == "episodes"
     to_env = env_actions(env.spec)
 
     def env_step(train_state, carry_env, key):
@@ -79,6 +83,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     def iteration(model, carry, _):
         train_state, env_carry, key = carry
         key, k_roll, k_upd = jax.random.split(key, 3)
+        if episodic:  # every window starts an episode, with the agents' memory zero (`replay=episodes`)
+            k_roll, k_reset = jax.random.split(k_roll)
+            env_carry = fresh_envs(k_reset)
         if algo.uses_env:
             def roll(c, k):
                 env_c, = c
@@ -105,12 +112,15 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
             out["train_return"] = jnp.where(n > 0, sequential_sum(ret_sum) / jnp.maximum(n, 1), jnp.nan)
         return carry, out, all_finite(carry[0])
 
+    def fresh_envs(key):
+        env_state, ts = jax.vmap(wrapped.reset)(jax.random.split(key, n_envs))
+        agent_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (n_envs,) + c.shape), fresh_carry)
+        return env_state, ts, agent_carry
+
     def init(model, key):
         k_init, k_env, k_run = jax.random.split(key, 3)
         train_state = algo.init(k_init, env.spec, config, model)
-        env_state, ts = jax.vmap(wrapped.reset)(jax.random.split(k_env, n_envs))
-        agent_carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (n_envs,) + c.shape), fresh_carry)
-        return train_state, (env_state, ts, agent_carry), k_run
+        return train_state, fresh_envs(k_env), k_run
 
     return init, chunk
 

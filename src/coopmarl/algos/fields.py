@@ -93,6 +93,10 @@ class AlgoConfig:
         for name, typ in field_types(type(self)).items():
             check_value(name, getattr(self, name), typ)
 
+    def check_env(self, spec) -> None:
+        """Refuse (ValueError) settings this env cannot run with — checked against its spec before anything is
+        compiled (`config.resolve`). None by default."""
+
 
 # ---- range checks: "<key> must be <an integer | a finite number> <range>, got <value>" (coopmarl.ranges) ----
 

@@ -8,7 +8,9 @@ What it owns, so that each algorithm file is only its networks and its loss:
   agent's previous action, so a window that starts mid-episode knows it; `Agents`). When T is the
   env's horizon (the default, `rollout_length=0`) and episodes run to their limit, a window is exactly
   an episode, as in EPyMARL's episode buffer. Replay is a flashbax item buffer of windows, sampled uniformly; an
-  optional second, small buffer holds the most recent windows (ReMIX's on-policy term).
+  optional second, small buffer holds the most recent windows (ReMIX's on-policy term). A learner with the key
+  `replay=episodes` replays whole episodes instead (pymarl2's episode buffer): the runner starts every env
+  afresh each iteration, and `step_mask` masks the steps after a window's first episode ends.
 - **Targets.** TD(λ) returns inside a window (`lambda_returns`), cut at every episode end and
   bootstrapped from the true next observation (zero after termination, V(final obs) after a time-limit
   truncation).
@@ -366,6 +368,28 @@ def unroll_batch(agents: Agents, params, batch: Transition):
     """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
     return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions)
+
+
+def step_mask(batch: Transition, config) -> jax.Array | None:
+    """[B, T] 1.0 for the steps a loss counts, 0.0 for padding; None when every step counts.
+
+    With `replay=episodes` (the value-decomposition learners) every window starts an episode, and a window's
+    steps after its first episode ends belong to the next episode, begun by the auto-reset env and cut off at the
+    window's end: pymarl2's episode buffer has no such steps (its batch is padded there and masked, `mask`), so
+    they are masked here. Windows (`replay=windows`, and every learner without the key) count every step."""
+    if getattr(config, "replay", "windows") != "episodes":
+        return None
+    done = jnp.logical_or(batch.terminated, batch.truncated).astype(jnp.int32)
+    ended_before = jnp.cumsum(done, axis=-1) - done  # episodes that ended before step t
+    return (ended_before == 0).astype(jnp.float32)
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """The mean of x [B, T, ...] over the steps of `mask` [B, T] (`step_mask`; None: the plain mean)."""
+    if mask is None:
+        return jnp.mean(x)
+    m = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x.shape)
+    return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
 def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:

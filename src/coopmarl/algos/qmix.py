@@ -41,6 +41,26 @@ class ValueDecompositionConfig(op.OffPolicyConfig):
 
     mixer: ClassVar[Mixer]  # Q_tot's form; fixed by each class below
     weighting: ClassVar[Weighting]  # the weighting of Q_tot's loss; fixed by each class below
+    # what one replay item is (`offpolicy.step_mask`). "windows": each iteration continues every env where it
+    # stopped and its `rollout_length` steps are one item, replayed from the agents' stored carry (fast: any
+    # length, no idle steps; ours, and EPyMARL's when episodes run to their limit). "episodes": pymarl / pymarl2's
+    # episode buffer (`episode_runner.py`, `parallel_runner.py`) — every iteration starts each env afresh (reset,
+    # memory zero) and runs the env's horizon, so an item is one whole episode replayed from a zero recurrent
+    # state; the steps after an episode that ended early (its env has begun the next one) are masked out of the
+    # loss, as pymarl2's padding is. With n_envs 8 and one update per iteration this is pymarl2's cadence: a
+    # gradient step per 8 episodes, the target copied every `target_update_episodes` episodes
+    replay: Literal["windows", "episodes"] = "windows"
+
+    def check_env(self, spec):
+        super().check_env(spec)
+        if self.replay != "episodes":
+            return
+        if spec.horizon <= 0:
+            raise ValueError(f"replay=episodes replays whole episodes, but {spec.name!r} has no episode limit "
+                             "(horizon); use replay=windows with a rollout_length")
+        if self.rollout_length not in (0, spec.horizon):
+            raise ValueError(f"replay=episodes replays whole episodes: rollout_length must be 0 (the env's horizon, "
+                             f"{spec.horizon}), got {self.rollout_length}")
 
 
 # ---- field groups ----------------------------------------------------------------------------------------
@@ -289,7 +309,8 @@ def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, vali
     unknown 1/Z*. Disabled terms count as 1; the overestimate condition always applies. Weights are constants
     (no gradient). `pi_taken` [..., N] = each agent's probability of its taken action under `remix_policy`
     (`remix_policy_probs`); `mixer_grad` [..., N] = f′. Negative products (possible when Σ (1 − π)/f′ < 1) are
-    clipped to 0: weights are non-negative.
+    clipped to 0: weights are non-negative. `valid` [...] (or None: all): the transitions that count — the
+    mapping sees only those (`offpolicy.step_mask`).
     """
     under = q_tot <= target
     e = jnp.ones_like(q_tot)
@@ -300,24 +321,27 @@ def remix_weights(q_tot, target, q_star_prev, pi_taken, mixer_grad, config, vali
     if config.remix_mixer_gradient:
         e = e * (jnp.sum((1.0 - pi_taken) / jnp.maximum(mixer_grad, 1e-6), -1) - 1.0)
     e = jnp.where(under, jnp.maximum(e, 0.0), 0.0)
-    return jax.lax.stop_gradient(map_weights(e, config))
+    return jax.lax.stop_gradient(map_weights(e, config, valid))
 
 
-def map_weights(scores, config):
+def map_weights(scores, config, valid=None):
     """Non-negative scores [...] -> weights in [w_min, 1] over the whole batch, by `config.weight_mapping`:
     "rank" (w_min + (1 − w_min) · share of the other scores strictly below; ties share the lowest rank),
-    "minmax" (linear from the batch's min to its max) or "mean" (scores / their batch mean, clipped)."""
+    "minmax" (linear from the batch's min to its max) or "mean" (scores / their batch mean, clipped).
+    `valid` (1 / 0 per score, or None: all): the batch is the valid scores only (the others' weights are unused)."""
     w_min = config.weight_min
-    if config.weight_mapping == "rank":
-        flat = scores.reshape(-1)
+    ok = jnp.ones(scores.shape, bool) if valid is None else valid > 0
+    n = jnp.maximum(jnp.sum(ok), 1)
+    if config.weight_mapping == "rank":  # an invalid score sorts last (+inf), never below a valid one
+        flat = jnp.where(ok, scores, jnp.inf).reshape(-1)
         below = jnp.searchsorted(jnp.sort(flat), flat, side="left").reshape(scores.shape)
-        share = below.astype(jnp.float32) / max(flat.size - 1, 1)
+        share = below.astype(jnp.float32) / jnp.maximum(n - 1, 1)
     elif config.weight_mapping == "minmax":
-        lo, hi = jnp.min(scores), jnp.max(scores)
+        lo, hi = jnp.min(jnp.where(ok, scores, jnp.inf)), jnp.max(jnp.where(ok, scores, -jnp.inf))
         share = (scores - lo) / jnp.maximum(hi - lo, 1e-8)
     else:  # "mean"
-        return jnp.clip(scores / jnp.maximum(jnp.mean(scores), 1e-8), w_min, 1.0)
-    return w_min + (1.0 - w_min) * share
+        return jnp.where(ok, jnp.clip(scores / jnp.maximum(jnp.sum(scores * ok) / n, 1e-8), w_min, 1.0), w_min)
+    return jnp.where(ok, w_min + (1.0 - w_min) * share, w_min)
 
 
 def remix_policy_probs(q, avail, config, env_steps):
@@ -341,6 +365,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     _, tq_next = op.unroll_batch(agents, target_params["agents"], batch)
     taken = _take(q, batch.actions)  # [B, T, N]
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
+    mask = op.step_mask(batch, config)  # [B, T]: the steps that count (None: all; `replay`)
+    mean = lambda x: op.masked_mean(x, mask)  # noqa: E731
     metrics = {}
 
     if config.weighting == "none":
@@ -349,15 +375,15 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
         next_values = _take(tq_next, next_actions)  # [B, T, N]
         if mixer is None:  # IQL: each agent regresses on the team reward
             target = op.batch_lambda_returns(batch, next_values, config)
-            loss = jnp.mean((taken - jax.lax.stop_gradient(target)) ** 2)
-            return loss, {"q_taken": jnp.mean(taken)}
+            loss = mean((taken - jax.lax.stop_gradient(target)) ** 2)
+            return loss, {"q_taken": mean(taken)}
         q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions,
                      op.masked_max(q, avail))
         next_tot = _mix(mixer, target_params["mixer"], next_values, batch.next_global_state, next_actions,
                         n_actions, op.masked_max(tq_next, next_avail))
         target = op.batch_lambda_returns(batch, next_tot, config)
-        loss = jnp.mean((q_tot - jax.lax.stop_gradient(target)) ** 2)
-        return loss, {"q_tot": jnp.mean(q_tot), "target": jnp.mean(target)}
+        loss = mean((q_tot - jax.lax.stop_gradient(target)) ** 2)
+        return loss, {"q_tot": mean(q_tot), "target": mean(target)}
 
     # ---- weighted: WQMIX / ReMIX, with the unrestricted central Q* ----
     central = CentralMixer(config.central_embed, config.central_layers)
@@ -370,7 +396,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     next_star = _mix(central, target_params["central"], _take(tcq_next, greedy_next), batch.next_global_state,
                      greedy_next, n_actions, None)
     target = jax.lax.stop_gradient(op.batch_lambda_returns(batch, next_star, config))
-    central_loss = jnp.mean((q_star - target) ** 2)  # unweighted
+    central_loss = mean((q_star - target) ** 2)  # unweighted
 
     if config.weighting == "ow":  # optimistic: full weight where Q_tot underestimates
         w = jnp.where(q_tot < target, 1.0, config.weight)
@@ -385,12 +411,14 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
         pi_taken = _take(remix_policy_probs(q, avail, config, env_steps), batch.actions)
         grad = (mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
                 if config.remix_mixer_gradient else None)
-        w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config)
-        hist = jnp.histogram(w, bins=10, range=(config.weight_min, 1.0))[0] / w.size
+        w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config, mask)
+        hist = jnp.histogram(w, bins=10, range=(config.weight_min, 1.0),
+                             weights=None if mask is None else mask)[0] / (w.size if mask is None else
+                                                                          jnp.maximum(jnp.sum(mask), 1.0))
         metrics.update({f"weight_hist_{i}": hist[i] for i in range(10)})
     w = jax.lax.stop_gradient(w)
-    qmix_loss = jnp.mean(w * (q_tot - target) ** 2)  # ReMIX eq. (7) / WQMIX
-    metrics.update(q_tot=jnp.mean(q_tot), q_star=jnp.mean(q_star), weight_mean=jnp.mean(w),
+    qmix_loss = mean(w * (q_tot - target) ** 2)  # ReMIX eq. (7) / WQMIX
+    metrics.update(q_tot=mean(q_tot), q_star=mean(q_star), weight_mean=mean(w),
                    central_loss=central_loss, qmix_loss=qmix_loss)
     return qmix_loss + central_loss, metrics
 

@@ -137,25 +137,41 @@ def maosql_lbf(runs, opts: dict) -> Report:
 
 # ---- ReMIX presets -----------------------------------------------------------------------------------
 
-# pymarl2's tuned QMIX/WQMIX, as the ReMIX paper uses them (Table 2 for ReMIX itself). pymarl2 feeds the
-# agents their previous action (`obs_last_action: True`) and trains on raw rewards (it has no reward
-# standardisation; REFERENCE.md "pymarl2 / WQMIX on predator-prey"); the central Q* has WQMIX's 3 layers and
-# CW-QMIX values û with the target central network (the algorithms' defaults `central_layers`, `cw_greedy_value`),
-# ReMIX uses Thm 1's Boltzmann π (default `remix_policy`)
+# pymarl2's tuned QMIX/WQMIX, as the ReMIX paper uses them (Table 2 for ReMIX itself), on pymarl2's core: whole
+# episodes replayed from a zero GRU state (`replay=episodes`; pymarl2 `episode_runner`/`parallel_runner`), 8 envs
+# and a gradient step per 8 episodes (pymarl2 `batch_size_run: 8`; the core's n_envs 8, one update per iteration),
+# the target copied every 200 episodes (`target_update_interval: 200`), each agent's previous action in its input
+# (`obs_last_action: True`), raw rewards (pymarl2 has no reward standardisation; REFERENCE.md "pymarl2 / WQMIX on
+# predator-prey"); the central Q* has WQMIX's 3 layers and CW-QMIX values û with the target central network (the
+# algorithms' defaults `central_layers`, `cw_greedy_value`); ReMIX uses Thm 1's Boltzmann π (`remix_policy`)
 PYMARL2 = {"batch_size": 128, "buffer_size": 10_000, "td_lambda": 0.6, "lr": 1e-3, "epsilon_start": 0.995,
-           "epsilon_anneal_steps": 100_000, "standardise_rewards": False, "last_action": True}
+           "epsilon_anneal_steps": 100_000, "standardise_rewards": False, "last_action": True, "replay": "episodes",
+           "n_envs": 8, "target_update_episodes": 200, "agent": "gru"}
 # pymarl2 `qmix_predator_prey.yaml` (stag hunt): no agent id in the observation (`obs_agent_id: False`)
 PYMARL2_PP = {"agent_id": False}
-# CPU scale (measured: ~80 s per 50k-step, 2-seed run on the 2-core CPU): MLP agents, windows of 25 steps,
-# 16 envs, batch 16 windows (ReMIX 12 + 4 recent, REMIX_RECENT), buffer 2,000 windows, ε over 30k steps
-CPU_PP = {"rollout_length": 25, "batch_size": 16, "buffer_size": 2000, "n_envs": 16, "epsilon_anneal_steps": 30_000,
-          "agent": "mlp"}
+# the scales of the ReMIX presets: "cpu" trades the faithful core for speed (measured: ~80 s per 50k-step, 2-seed
+# run on the 2-core CPU): MLP agents, windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over
+# 30k steps. "long" keeps pymarl2's core with the WQMIX paper's batch of 32 episodes and a replay of 1,000 episodes
+# (REFERENCE.md "pymarl2 / WQMIX on predator-prey": pymarl's batch 32; pymarl2's buffers 1,000–10,000 episodes); one
+# predator-prey episode is ~1.5 MB as stored, so Table 2's 10,000 need ~15 GB per seed. "paper" is Table 2.
+REMIX_SCALES = {
+    "cpu": {"rollout_length": 25, "batch_size": 16, "buffer_size": 2000, "n_envs": 16,
+            "epsilon_anneal_steps": 30_000, "agent": "mlp", "replay": "windows"},
+    "long": {"batch_size": 32, "buffer_size": 1000},
+    "paper": {},
+}
+REMIX_STEPS = {"cpu": 50_000, "long": 500_000, "paper": 2_000_000}
+REMIX_SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores: MLP agents on windows), long (pymarl2's core "
+                         "with batches of 32 episodes, 500k steps: hours on a CPU) or paper (ReMIX Table 2, 2M steps; "
+                         "for a GPU)")}
 # ReMIX's on-policy term (Alg. 1) draws extra windows from a small buffer of the most recent ones. Every
 # algorithm trains on the same number of windows per gradient step: ReMIX's batch_size + recent_batch_size equals
-# the baselines' batch_size (128 = 96 + 32; cpu 16 = 12 + 4), so the comparison is not one of batch sizes (and of
-# compute per step); a quarter of ReMIX's batch is recent windows at both scales. Table 2's "batch 128" is read as
-# the gradient step's whole batch (the paper does not say whether the recent samples come on top).
+# the baselines' batch_size (128 = 96 + 32; long 32 = 24 + 8; cpu 16 = 12 + 4), so the comparison is not one of
+# batch sizes (and of compute per step); a quarter of ReMIX's batch is recent windows at every scale. Table 2's
+# "batch 128" is read as the gradient step's whole batch (the paper does not say whether the recent samples come on
+# top). The recent buffer holds the last 8 iterations' windows (4 at cpu scale).
 REMIX_RECENT = {"paper": {"recent_buffer_size": 64, "recent_batch_size": 32},
+                "long": {"recent_buffer_size": 64, "recent_batch_size": 8},
                 "cpu": {"recent_buffer_size": 32, "recent_batch_size": 4}}
 
 
@@ -163,13 +179,20 @@ REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Fig.
 REMIX_TERMS = ("bellman_error", "underestimation", "mixer_gradient", "on_policy")  # Thm 1's four terms
 
 
+def _remix_scale(opts: dict) -> str:
+    if opts["scale"] not in REMIX_SCALES:
+        from coopmarl.errors import ConfigError
+
+        raise ConfigError(f"scale must be one of {', '.join(map(repr, REMIX_SCALES))}, got {opts['scale']!r}")
+    return opts["scale"]
+
+
 def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str = "") -> dict:
     extra = extra or {}
     o = dict(PYMARL2)
     if env.startswith("predator-prey"):
         o.update(PYMARL2_PP)
-    if scale == "cpu":
-        o.update(CPU_PP)
+    o.update(REMIX_SCALES[scale])
     if algo == "remix" and extra.get("remix_on_policy", True):  # (without the on-policy term: the whole batch)
         recent = REMIX_RECENT[scale]
         o.update(recent, batch_size=o["batch_size"] - recent["recent_batch_size"])
@@ -178,10 +201,22 @@ def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str 
 
 def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]]) -> list[Cell]:
     """The cells of a ReMIX preset: (env, algo, extra overrides, label) each."""
-    steps = _steps(opts, 50_000, 2_000_000)
-    return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, opts["scale"], extra, env),
+    scale = _remix_scale(opts)
+    steps = opts["steps"] or REMIX_STEPS[scale]
+    return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, scale, extra, env),
                                                                  "total_steps": steps, "log_points": 20},
                  opts["seeds"], label=label) for env, algo, extra, label in settings]
+
+
+SCALE_NOTES = {
+    "cpu": "cpu scale: MLP agents on windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over "
+           "30k steps — not pymarl2's core; the paper trains ~2M steps with GRU agents on whole episodes, batches of "
+           "128 episodes",
+    "long": "long scale: pymarl2's core (GRU agents replaying whole episodes from a zero state, 8 envs, a gradient "
+            "step per 8 episodes, target every 200 episodes, ε over 100k steps) with the WQMIX paper's batch of 32 "
+            "episodes and a replay of 1,000 episodes — the paper: 2M steps, batches of 128, replay 10,000",
+    "paper": "paper scale: pymarl2's core with ReMIX Table 2's batch 128 and replay 10,000",
+}
 
 
 def _pp_report(runs, opts: dict, title: str) -> Report:
@@ -191,13 +226,12 @@ def _pp_report(runs, opts: dict, title: str) -> Report:
             rows.append([env, run.label, *_scores(run)[1], iqm_ci(estimate(run.final("train_return"), run.label, env,
                                                                             "train_return"))])
         plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_')}.png", ["eval_return", "train_return"], env))
-    steps = _steps(opts, 50_000, 2_000_000)
-    notes = [f"{steps:,} env steps per run, {opts['seeds']} seeds ({opts['scale']} scale"
-             + (": MLP agents, windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over 30k "
-                "steps — the paper trains ~2M steps with GRU agents and batches of 128 episodes" if opts["scale"] == "cpu"
-                else ": ReMIX Table 2 / pymarl2") + "). Every algorithm trains on the same number of windows per "
-             "gradient step (ReMIX: a quarter of them from its recent-windows buffer), on raw rewards, with each agent's "
-             "previous action in its input (pymarl2 `obs_last_action`) and, on predator-prey, no agent id."]
+    scale = _remix_scale(opts)
+    steps = opts["steps"] or REMIX_STEPS[scale]
+    notes = [f"{steps:,} env steps per run, {opts['seeds']} seeds ({SCALE_NOTES[scale]}). Every algorithm trains on "
+             "the same number of windows per gradient step (ReMIX: a quarter of them from its recent-windows buffer), "
+             "on raw rewards, with each agent's previous action in its input (pymarl2 `obs_last_action`) and, on "
+             "predator-prey, no agent id."]
     return Report(title, markdown_table(["env", "algorithm", "greedy return, IQM [95% CI]", "mean ± sd",
                                          "train return, IQM [95% CI]"], rows), notes, plots)
 
@@ -233,7 +267,7 @@ def _ablation_settings(opts: dict) -> list[tuple]:
 @register_experiment(
     "remix-predator-prey",
     "ReMIX Fig. 1: ReMIX vs QMIX, OW-QMIX, CW-QMIX, QPLEX on predator-prey with punishment p ∈ {0, −0.5, −1.5, −2}",
-    {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
+    {**REMIX_SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "punishments": ("0,-0.5,-1.5,-2", "comma-separated punishments p"),
      "algos": ("all", f"comma-separated subset of {', '.join(REMIX_BASELINES)}, or all")},
     cells=lambda opts: _pp_cells(opts, [(f"predator-prey:p{p:g}", algo, {}, algo) for p in _punishments(opts)
@@ -247,7 +281,7 @@ def remix_predator_prey(runs, opts: dict) -> Report:
     "remix-ablation",
     "ReMIX Fig. 5: ReMIX with each term of Thm 1 switched off, on predator-prey p = −2, with the weight "
     "histogram over training (Fig. 3's heat map)",
-    {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
+    {**REMIX_SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "env": ("predator-prey:p-2", "environment (e.g. an SMAX stand-in such as smax:3s5z_vs_3s6z)"),
      "terms": ("all", f"comma-separated terms to switch off one at a time ({', '.join(REMIX_TERMS)}), or all")},
     cells=lambda opts: _pp_cells(opts, _ablation_settings(opts)),
@@ -261,7 +295,7 @@ def remix_ablation(runs, opts: dict) -> Report:
 @register_experiment(
     "remix-weight-range",
     "ReMIX Fig. 4: the weight range w_min ∈ {0.1, 0.5, 0.8} on predator-prey p = −2",
-    {**SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
+    {**REMIX_SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "env": ("predator-prey:p-2", "environment"),
      "weights": ("0.1,0.5,0.8", "comma-separated w_min values in (0, 1]")},
     cells=lambda opts: _pp_cells(opts, [(opts["env"], "remix", {"weight_min": w}, f"remix w_min={w:g}")
