@@ -4,6 +4,8 @@ loss, the setting is checked against the env before compiling, and the default (
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +49,7 @@ class Race:
         return (pos, t), self.timestep(pos, t, (pos >= 3).astype(jnp.float32), terminated, truncated)
 
 
+@functools.lru_cache(maxsize=None)
 def _stored_windows(replay: str, rollout_length: int = 0):
     """Train QMIX (GRU agents, last action) on Race and return its replay buffer's windows (one seed)."""
     algo = get_algo("qmix")

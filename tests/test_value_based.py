@@ -148,7 +148,10 @@ def test_maosdqn_reaches_the_ro_matrix_optimum_where_qmix_stops_at_two():
     np.testing.assert_allclose(q.final()["eval_return"], 20.0)  # QMIX: the (2, 2) relative overgeneralisation trap
 
 
-@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix", "ow-qmix", "cw-qmix", "qplex", "remix", "maosdqn"])
+# VDN and CW-QMIX train in the default run elsewhere (test_vdn_and_qmix_solve_a_monotonic_game,
+# tests/test_remix_switches.py): here behind the slow marker
+@pytest.mark.parametrize("algo", ["iql", pytest.param("vdn", marks=pytest.mark.slow), "qmix", "ow-qmix",
+                                  pytest.param("cw-qmix", marks=pytest.mark.slow), "qplex", "remix", "maosdqn"])
 def test_every_value_algorithm_trains_on_lbf(algo):
     r = resolve(algo, "lbf:5x5-2p-1f-coop", ["n_envs=2", "rollout_length=10", "batch_size=4", "buffer_size=8",
                                              "recent_buffer_size=4", "recent_batch_size=2"] if algo == "remix" else
