@@ -28,6 +28,7 @@ _LAZY = {
     "resume": "coopmarl.training", "check_vmappable": "coopmarl.hparams",
     "run_experiment": "coopmarl.experiments", "run_sweep": "coopmarl.experiments.sweep",
     "ConfigError": "coopmarl.errors", "enable_compilation_cache": "coopmarl.compilation_cache", "aggregate": "coopmarl.aggregation",
+    "to_pettingzoo": "coopmarl.adapters", "to_gymnasium": "coopmarl.adapters", "to_jaxmarl": "coopmarl.adapters",
 }
 
 __all__ = ["__version__", *_LAZY]
