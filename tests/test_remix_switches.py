@@ -217,7 +217,7 @@ def test_remix_presets_train_everyone_on_equal_batches_of_raw_rewards(scale):
 def test_a_remix_preset_refuses_an_unknown_scale():
     from coopmarl.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="scale must be one of 'cpu', 'long', 'paper', got 'huge'"):
+    with pytest.raises(ConfigError, match="scale must be 'cpu', 'long' or 'paper', got 'huge'"):
         value._pp_cells({"scale": "huge", "steps": 0, "seeds": 1}, [])
 
 

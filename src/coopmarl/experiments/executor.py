@@ -176,7 +176,6 @@ def plan_cells(cells: list, out: Path) -> list[tuple]:
 # run keys that say how a run is kept and where it reports, not what it computes: a cell rerun with other values
 # is the same cell, and `run_options` may set them for every cell of an experiment
 RUN_OPTIONS = ("checkpoint_every", "keep_checkpoints", "save_buffers", "logger", "logger_project", "logger_group")
-_REPORTING_KEYS = RUN_OPTIONS
 
 
 def _differences(saved: dict, wanted: dict) -> list[str]:
@@ -188,7 +187,7 @@ def _differences(saved: dict, wanted: dict) -> list[str]:
     out = [] if saved["algo"] == wanted["algo"] else [f"algo {saved['algo']!r}"]
     for section in ("env", "algo_config", "run"):
         for key, value in saved[section].items():
-            if section == "run" and key in _REPORTING_KEYS:
+            if section == "run" and key in RUN_OPTIONS:
                 continue
             if key not in wanted[section] or wanted[section][key] != value:
                 out.append(f"{section}.{key}: {value!r} there, {wanted[section].get(key)!r} now")

@@ -37,22 +37,20 @@ def _scores(run, metric: str | None = None, digits: int = 2) -> tuple[np.ndarray
     return final, cols
 
 
-def _check_scale(opts):
-    if opts["scale"] not in ("cpu", "paper"):
+def _steps(opts, by_scale: dict[str, int]) -> int:
+    """The run length: the `steps` option, or the scale's (`by_scale`: scale -> steps; another scale is refused)."""
+    if opts["scale"] not in by_scale:
         from coopmarl.errors import ConfigError
 
-        raise ConfigError(f"scale must be 'cpu' or 'paper', got {opts['scale']!r}")
-
-
-def _steps(opts, cpu: int, paper: int) -> int:
-    """The run length: the `steps` option, or the scale's."""
-    _check_scale(opts)
-    return opts["steps"] or (cpu if opts["scale"] == "cpu" else paper)
+        names = [repr(scale) for scale in by_scale]
+        raise ConfigError(f"scale must be {', '.join(names[:-1])} or {names[-1]}, got {opts['scale']!r}")
+    return opts["steps"] or by_scale[opts["scale"]]
 
 
 # ---- maosql-didactic (MAOSQL Figs 1–3) ---------------------------------------------------------------
 
 DIDACTIC = ("tensor", "ro-matrix", "three-state")
+DIDACTIC_STEPS = {"cpu": 20_000, "paper": 200_000}  # env steps per run at each scale
 BASELINES = ("maosdqn", "qmix", "mappo", "maa2c")  # MAOSDQN and the baselines MAOSQL compares it with
 # MAOSQL App. C: α=50, β=10, ε=0.05 on the tensor and matrix games (the MAOSDQN defaults)
 DIDACTIC_OVERRIDES = {"maosdqn": {}, "qmix": {"epsilon_anneal_steps": 5000}, "mappo": {}, "maa2c": {}}
@@ -66,7 +64,7 @@ DIDACTIC_OVERRIDES = {"maosdqn": {}, "qmix": {"epsilon_anneal_steps": 5000}, "ma
      "games": ("all", f"comma-separated subset of {', '.join(DIDACTIC)}, or all"),
      "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
     cells=lambda opts: [
-        Cell(f"{game}/{algo}", algo, game, {**DIDACTIC_OVERRIDES.get(algo, {}), "total_steps": _steps(opts, 20_000, 200_000),
+        Cell(f"{game}/{algo}", algo, game, {**DIDACTIC_OVERRIDES.get(algo, {}), "total_steps": _steps(opts, DIDACTIC_STEPS),
                                             "log_points": 20}, opts["seeds"])
         for game in choose(opts["games"], DIDACTIC, "game") for algo in choose(opts["algos"], BASELINES, "algorithm")],
     metrics=("eval_return", "greedy_return"),
@@ -81,7 +79,7 @@ def maosql_didactic(runs, opts: dict) -> Report:
             rows.append([game, run.label, *cols, f"{at_opt.sum()}/{len(final)}", optimum])
         plots.append(plot_cells(group, runs.out / f"{game}.png", ["eval_return", "greedy_return", "train_return"],
                                 f"{game} (horizon 10)", {"eval_return": optimum, "greedy_return": optimum}))
-    steps = _steps(opts, 20_000, 200_000)
+    steps = _steps(opts, DIDACTIC_STEPS)
     notes = [
         f"{steps:,} env steps per run, {opts['seeds']} seeds; greedy (decentralised argmax) return over the 10-step "
         "episode; 'at optimum' = seeds whose greedy return equals the exact optimum (coopmarl.exact).",
@@ -97,6 +95,7 @@ def maosql_didactic(runs, opts: dict) -> Report:
 
 LBF_TASKS = ("lbf:5x5-2p-1f-coop", "lbf:8x8-2p-2f-coop", "lbf:10x10-3p-5f", "lbf:10x10-3p-1f-pen",
              "lbf:12x12-6p-1f-pen")
+LBF_STEPS = {"cpu": 100_000, "paper": 2_000_000}  # env steps per run at each scale
 TABLE6 = {  # MAOSQL Table 6: MAA2C, MAPPO, QMIX, MAOSDQN test return means
     "lbf:5x5-2p-1f-coop": {"maa2c": 0.738, "mappo": 0.840, "qmix": 1.000, "maosdqn": 1.000},
     "lbf:8x8-2p-2f-coop": {"maa2c": 0.919, "mappo": 0.837, "qmix": 1.000, "maosdqn": 1.000},
@@ -115,7 +114,7 @@ LBF_OVERRIDES = {"maosdqn": {"entropy_alpha": 20.0, "optimism_beta": 1.0, "zeta_
      "algos": ("all", f"comma-separated subset of {', '.join(BASELINES)}, or all")},
     cells=lambda opts: [
         Cell(f"{task.replace(':', '_')}/{algo}", algo, task, {**LBF_OVERRIDES.get(algo, {}), "log_points": 20,
-                                                             "total_steps": _steps(opts, 100_000, 2_000_000)},
+                                                             "total_steps": _steps(opts, LBF_STEPS)},
              opts["seeds"])
         for task in choose(opts["tasks"], LBF_TASKS, "LBF task") for algo in choose(opts["algos"], BASELINES, "algorithm")],
 )
@@ -126,7 +125,7 @@ def maosql_lbf(runs, opts: dict) -> Report:
             rows.append([task, run.label, *_scores(run, digits=3)[1], TABLE6.get(task, {}).get(run.label, "")])
         plots.append(plot_cells(group, runs.out / f"{task.replace(':', '_')}.png", ["eval_return", "train_return"],
                                 task))
-    steps = _steps(opts, 100_000, 2_000_000)
+    steps = _steps(opts, LBF_STEPS)
     notes = [f"{steps:,} env steps per run (the paper trains EPyMARL's budget, millions of steps), {opts['seeds']} "
              "seeds; MAOSDQN with the paper's LBF setting α=20, β=1, ε=0.5; -pen tasks use penalty 0.1 (the paper "
              "does not state its value)."]
@@ -169,7 +168,7 @@ REMIX_SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores: MLP agents
 # the baselines' batch_size (128 = 96 + 32; long 32 = 24 + 8; cpu 16 = 12 + 4), so the comparison is not one of
 # batch sizes (and of compute per step); a quarter of ReMIX's batch is recent windows at every scale. Table 2's
 # "batch 128" is read as the gradient step's whole batch (the paper does not say whether the recent samples come on
-# top). The recent buffer holds the last 8 iterations' windows (4 at cpu scale).
+# top). The recent buffer holds the last 8 iterations' windows (2 at cpu scale: 32 of 16 envs' windows).
 REMIX_RECENT = {"paper": {"recent_buffer_size": 64, "recent_batch_size": 32},
                 "long": {"recent_buffer_size": 64, "recent_batch_size": 8},
                 "cpu": {"recent_buffer_size": 32, "recent_batch_size": 4}}
@@ -177,14 +176,6 @@ REMIX_RECENT = {"paper": {"recent_buffer_size": 64, "recent_batch_size": 32},
 
 REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Fig. 1
 REMIX_TERMS = ("bellman_error", "underestimation", "mixer_gradient", "on_policy")  # Thm 1's four terms
-
-
-def _remix_scale(opts: dict) -> str:
-    if opts["scale"] not in REMIX_SCALES:
-        from coopmarl.errors import ConfigError
-
-        raise ConfigError(f"scale must be one of {', '.join(map(repr, REMIX_SCALES))}, got {opts['scale']!r}")
-    return opts["scale"]
 
 
 def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str = "") -> dict:
@@ -201,8 +192,7 @@ def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str 
 
 def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]]) -> list[Cell]:
     """The cells of a ReMIX preset: (env, algo, extra overrides, label) each."""
-    scale = _remix_scale(opts)
-    steps = opts["steps"] or REMIX_STEPS[scale]
+    steps, scale = _steps(opts, REMIX_STEPS), opts["scale"]
     return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, scale, extra, env),
                                                                  "total_steps": steps, "log_points": 20},
                  opts["seeds"], label=label) for env, algo, extra, label in settings]
@@ -226,8 +216,7 @@ def _pp_report(runs, opts: dict, title: str) -> Report:
             rows.append([env, run.label, *_scores(run)[1], iqm_ci(estimate(run.final("train_return"), run.label, env,
                                                                             "train_return"))])
         plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_')}.png", ["eval_return", "train_return"], env))
-    scale = _remix_scale(opts)
-    steps = opts["steps"] or REMIX_STEPS[scale]
+    steps, scale = _steps(opts, REMIX_STEPS), opts["scale"]
     notes = [f"{steps:,} env steps per run, {opts['seeds']} seeds ({SCALE_NOTES[scale]}). Every algorithm trains on "
              "the same number of windows per gradient step (ReMIX: a quarter of them from its recent-windows buffer), "
              "on raw rewards, with each agent's previous action in its input (pymarl2 `obs_last_action`) and, on "
