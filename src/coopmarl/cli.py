@@ -100,6 +100,8 @@ def _list_algo_keys(name: str) -> int:
     fixed = fixed_choices(cls)
     if fixed:
         print("fixed by the algorithm (not keys): " + ", ".join(f"{k}={v!r}" for k, v in fixed.items()))
+    for variant, keys in (cls.variants() if hasattr(cls, "variants") else {}).items():
+        print(f"variant={variant}: " + (", ".join(f"{k}={v!r}" for k, v in keys.items()) or "the defaults above"))
     return 0
 
 

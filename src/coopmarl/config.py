@@ -178,6 +178,28 @@ def _tabular_envs():
     return [e for e in list_envs() if "tabular" in e.tags]
 
 
+def _variants(cls) -> dict[str, dict]:
+    return cls.variants() if hasattr(cls, "variants") else {}  # (a third-party config class may not have it)
+
+
+def _with_variant(algo: Algorithm, values: dict) -> dict:
+    """`values` with `variant=NAME` replaced by the keys that variant sets (`AlgoConfig.variants`); the keys
+    given beside it win."""
+    if "variant" not in values:
+        return values
+    values = dict(values)
+    name = str(values.pop("variant")).strip()
+    options = _variants(algo.config_cls)
+    if not options:
+        having = [a.name for a in list_algos() if _variants(a.config_cls)]
+        raise ConfigError(f"algorithm {algo.name!r} has no variants (variant=NAME is a setting of "
+                          f"{', '.join(having) or 'no algorithm'})")
+    if name not in options:
+        raise ConfigError(f"unknown variant {name!r} for algorithm {algo.name!r}.{did_you_mean(name, options)} "
+                          f"Variants: {', '.join(options)}")
+    return {**options[name], **values}
+
+
 def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = None,
             n_seeds: int | None = None, seed: int | None = None) -> Resolved:
     """Resolve and validate everything a run needs. Builds the env (cheap) but compiles nothing."""
@@ -192,7 +214,7 @@ def resolve(algo_name: str, env_name: str, overrides: list[str] | dict | None = 
     run_fields = config_fields(RunConfig)
     algo_fields = config_fields(algo.config_cls)
     _refuse_renamed(rest, algo_fields)
-    rest = _drop_fixed(algo.config_cls, rest, f"algorithm {algo.name!r}")
+    rest = _drop_fixed(algo.config_cls, _with_variant(algo, rest), f"algorithm {algo.name!r}")
     unknown = [k for k in rest if k not in run_fields and k not in algo_fields]
     if unknown:
         valid = list(algo_fields) + list(run_fields)

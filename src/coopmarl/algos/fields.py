@@ -97,6 +97,12 @@ class AlgoConfig:
         """Refuse (ValueError) settings this env cannot run with — checked against its spec before anything is
         compiled (`config.resolve`). None by default."""
 
+    @classmethod
+    def variants(cls) -> dict[str, dict]:
+        """{name: the keys it sets} of the algorithm's named variants: `variant=NAME` among its settings sets
+        those keys (the other settings given win), when `config.resolve` reads them. {} (none) by default."""
+        return {}
+
 
 # ---- range checks: "<key> must be <an integer | a finite number> <range>, got <value>" (coopmarl.ranges) ----
 

@@ -28,6 +28,12 @@ shuffled minibatches of the T·E samples → adapt the coefficients on the KL of
 Gradient norms are clipped per network and, with per-agent parameters, per agent, so no agent's step
 depends on another's gradients.
 
+Two variants (`variant=paper|authors` among the settings; DPO, its ablations, IPPO and IPPO-KL):
+`paper`, the defaults, is the paper's text; `authors` is what the authors' code does (`AUTHORS`, each key
+citing the file it reproduces): actors trained on every agent's shuffled samples, the KL for eq. (21)
+measured on the last minibatch, one β for all agents starting at 1, 2x128 LayerNorm networks, the clipped
+value loss, advantages normalised over all agents, one env. Each is also a key of its own.
+
 Continuous actions: `act` returns the *unclipped* Gaussian sample, which is what the runner stores and
 what the log-probabilities are computed on; the runner clips what the env receives to [low, high]
 (`runner.env_actions`). The greedy action (the mean) is clipped in `act`.
@@ -35,6 +41,7 @@ what the log-probabilities are computed on; the runner clips what the env receiv
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -81,9 +88,15 @@ class PGConfig(AlgoConfig):
     value_clip_eps: float = 0.2  # clip_value=True: MAPPO code (`clip_param`, the ratio clip reused)
     rollout_length: int = 25  # steps per env per update (MPE episode length, DPO §4.2)
     n_envs: int = 16  # parallel envs (a CPU-friendly choice)
+    layer_norm: bool = False  # DPO App. B: plain MLPs (True: the authors' LayerNorm MLPs, see AUTHORS)
+    advantage_norm: Literal["agent", "all"] = "agent"  # per agent, as each agent's own PPO would ("all": AUTHORS)
+    agent_shuffle: bool = False  # DPO eq. (20): actor i learns from agent i's samples (True: AUTHORS)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.agent_shuffle and self.critic == "central":
+            raise ValueError("agent_shuffle=True needs critic='local' (the authors' DPO and IPPO have per-agent critics "
+                             "on local observations); got critic='central'")
         fields.layer_widths(self)
         fields.at_least(self, 1, "n_epochs", "n_minibatches", "rollout_length", "n_envs")
         if (self.rollout_length * self.n_envs) % self.n_minibatches:
@@ -120,6 +133,7 @@ class AdaptiveCoefFields(AlgoConfig):
     coef_min: float = 1e-3  # REFERENCE.md (authors' code)
     coef_max: float = 1e3  # REFERENCE.md (authors' code)
     per_agent_coefs: bool = True  # β_j^i per agent i (DPO eq. 20-21); False: one β from the mean KL of all agents
+    kl_measure: Literal["final", "last_minibatch"] = "final"  # eq. (21): KL(π_old‖π_new) after the update (AUTHORS)
 
     def __post_init__(self):
         super().__post_init__()
@@ -155,18 +169,56 @@ class SqrtKLFields(AlgoConfig):
         fields.at_least(self, 0.0, "sqrt_kl_coef_init")
 
 
+# ---- variant=authors: what the authors' code does that the paper does not say --------------------------
+
+# The DPO authors' code (PKU-RL/DPO, `on-policy-main/onpolicy/`, on the MAPPO code base). `variant=authors`
+# sets these keys for DPO, its ablations, IPPO and IPPO-KL (each class takes the ones it has); each is also
+# a key of its own. REFERENCE.md ("DPO authors' code") and docs/results.md say what they change.
+AUTHORS = {
+    # `utils/shared_buffer.py` feed_forward_generator draws one permutation over the flattened [T, R, N]
+    # samples and `algorithm/rMAPPOPolicy.py` evaluate_actions reshapes a minibatch to [-1, N], column i to
+    # actor i: each actor trains on a random 1/N of *every* agent's samples (`agent_shuffle_index`)
+    "agent_shuffle": True,
+    # `r_mappo.py` ppo_update keeps the KL terms of each minibatch's forward pass; train() adapts β on the
+    # last one's, i.e. before the last gradient step, on the shuffled columns
+    "kl_measure": "last_minibatch",
+    "per_agent_coefs": False,  # `config.py` idv_beta=False: one β from the KL's mean over all agents
+    "kl_coef_init": 1.0,  # `config.py` beta_kl
+    "sqrt_kl_coef_init": 1.0,  # `config.py` beta_sqrt_kl
+    "hidden_sizes": (128, 128),  # `config.py` hidden_size 128, layer_N 1: fc1 + one fc_h (`utils/mlp.py`)
+    "layer_norm": True,  # `config.py` use_feature_normalization; `utils/mlp.py` Linear → ReLU → LayerNorm
+    "clip_value": True,  # `config.py` use_clipped_value_loss; `r_mappo.py` cal_value_loss (±clip_param 0.2)
+    "advantage_norm": "all",  # `r_mappo.py` train: one nanmean/nanstd over the whole buffer, all agents
+    "n_envs": 1,  # `config.py` n_rollout_threads (the README's command passes 1 too)
+}
+# Not switched, because they do not change an update: the code averages the agents' losses where we sum them
+# (Adam's steps are scale-free), its discrete KL adds 1e-9 inside the logs, its √ adds 1e-12.
+
+
 # ---- the registered algorithms: their loss's field groups, and the defaults their sources set ----------
 
 
+class AuthorsVariant:
+    """The algorithms of the DPO paper's experiments (DPO, its ablations, IPPO, IPPO-KL) have two variants."""
+
+    @classmethod
+    def variants(cls) -> dict[str, dict]:
+        """{variant: the keys it sets}: `paper` (the defaults: the paper's text) and `authors` (the keys of
+        AUTHORS this class has)."""
+        keys = {f.name for f in dataclasses.fields(cls)}
+        return {"paper": {}, "authors": {k: v for k, v in AUTHORS.items() if k in keys}}
+
+
+
 @dataclass(frozen=True)
-class DPOConfig(SqrtKLFields, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
+class DPOConfig(AuthorsVariant, SqrtKLFields, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """DPO (Su & Lu): eq. (20) with adaptive β√, β_KL (eq. 21); per-agent actor and critic."""
 
     loss: ClassVar[Loss] = "dpo"
 
 
 @dataclass(frozen=True)
-class DPONoSqrtConfig(KLPenaltyFields, AdaptiveCoefFields, PGConfig):
+class DPONoSqrtConfig(AuthorsVariant, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """DPO w/o sqrt (DPO §4.5): β√ = 0 — "the same as IPPO-KL"."""
 
     loss: ClassVar[Loss] = "dpo"
@@ -174,7 +226,7 @@ class DPONoSqrtConfig(KLPenaltyFields, AdaptiveCoefFields, PGConfig):
 
 
 @dataclass(frozen=True)
-class DPONoKLConfig(SqrtKLFields, AdaptiveCoefFields, PGConfig):
+class DPONoKLConfig(AuthorsVariant, SqrtKLFields, AdaptiveCoefFields, PGConfig):
     """DPO w/o kl (DPO §4.5): β_KL = 0."""
 
     loss: ClassVar[Loss] = "dpo"
@@ -182,14 +234,14 @@ class DPONoKLConfig(SqrtKLFields, AdaptiveCoefFields, PGConfig):
 
 
 @dataclass(frozen=True)
-class IPPOConfig(ClipFields, PGConfig):
+class IPPOConfig(AuthorsVariant, ClipFields, PGConfig):
     """IPPO as DPO's baseline (de Witt et al. 2020; DPO App. B): ratio clip 0.2, otherwise DPO's settings."""
 
     loss: ClassVar[Loss] = "clip"
 
 
 @dataclass(frozen=True)
-class IPPOKLConfig(KLPenaltyFields, AdaptiveCoefFields, PGConfig):
+class IPPOKLConfig(AuthorsVariant, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """IPPO-KL (DPO App. C): every agent runs PPO's adaptive-KL version (PPO eq. 8) with DPO's settings."""
 
     loss: ClassVar[Loss] = "kl"
@@ -244,8 +296,8 @@ class PGState(struct.PyTreeNode):
 def _nets(spec: EnvSpec, config: PGConfig) -> tuple[AgentNets, AgentNets]:
     n_out = spec.n_actions if spec.discrete else spec.action_dim
     init_log_std = 0.0 if spec.discrete else config.init_log_std  # Gaussian policies only
-    actor = Actor(n_out, not spec.discrete, config.hidden_sizes, config.activation, init_log_std)
-    critic = Critic(config.hidden_sizes, config.activation)
+    actor = Actor(n_out, not spec.discrete, config.hidden_sizes, config.activation, init_log_std, config.layer_norm)
+    critic = Critic(config.hidden_sizes, config.activation, config.layer_norm)
     return (AgentNets(actor, spec.n_agents, config.share_parameters),
             AgentNets(critic, spec.n_agents, config.share_parameters))
 
@@ -369,10 +421,19 @@ def agent_losses(spec: EnvSpec, config: PGConfig, actor_params, critic_params, b
         clipped_v = mb.old_values + jnp.clip(values - mb.old_values, -config.value_clip_eps, config.value_clip_eps)
         value_err = jnp.maximum(value_err, jnp.square(clipped_v - mb.returns))
     value_loss = jnp.mean(value_err, 0)
-    parts = {"policy_loss": pg, "value_loss": value_loss, "entropy": entropy, "minibatch_kl": jnp.mean(kl, 0)}
+    parts = {"policy_loss": pg, "value_loss": value_loss, "entropy": entropy, "minibatch_kl": jnp.mean(kl, 0),
+             "minibatch_sqrt_kl": jnp.mean(safe_sqrt(kl), 0)}
     if config.loss == "clip":  # the share of samples whose ratio the clip cut
         parts["clip_frac"] = jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), 0)
     return actor_loss, config.value_coef * value_loss, parts
+
+
+def agent_shuffle_index(key, n_batch: int, n_agents: int, n_minibatches: int) -> jax.Array:
+    """The authors' minibatches (AUTHORS, `agent_shuffle`): indices into the B·N (sample, agent) pairs of a
+    batch flattened sample-major, as [n_minibatches, B / n_minibatches, N]. One permutation of all B·N pairs,
+    cut into minibatches and each reshaped to [-1, N]; column i is what actor (and critic) i trains on."""
+    perm = jax.random.permutation(key, n_batch * n_agents)
+    return perm.reshape(n_minibatches, n_batch // n_minibatches, n_agents)
 
 
 def adapt_coef(beta, measured, target, config: PGConfig):
@@ -408,14 +469,15 @@ def update(state: PGState, data, key, *, config: PGConfig):
     next_values = _values(spec, config, state.critic_params, data.next_obs, data.next_global_state)
     advantages, returns = gae(data.reward, values, next_values, data.terminated, data.truncated,
                               config.gamma, config.gae_lambda)
-    if config.normalize_advantages:  # per agent, over the whole batch
-        mean, std = advantages.mean((0, 1)), advantages.std((0, 1))
+    if config.normalize_advantages:  # over the whole batch: per agent, or over all agents together
+        axes = (0, 1) if config.advantage_norm == "agent" else (0, 1, 2)
+        mean, std = advantages.mean(axes), advantages.std(axes)
         advantages = (advantages - mean) / (std + 1e-5)  # eps as in the MAPPO code
     flat = lambda x: jnp.reshape(x, (n_batch,) + x.shape[2:])  # noqa: E731
     samples = jax.tree.map(flat, Samples(
         obs=data.obs, avail=data.avail_actions, actions=data.actions,
         # the critic's input; a local critic needs no global state (not carried through the shuffles)
-        critic_in=(data.obs, data.global_state if config.critic == "central" else data.global_state[..., :0]),
+        critic_in=(data.obs, data.global_state if config.critic == "central" else data.obs[..., :0]),
         old_pi=old_pi, old_logp=old_pi.log_prob(data.actions), old_values=values,
         advantages=advantages, returns=returns,
     ))
@@ -437,24 +499,34 @@ def update(state: PGState, data, key, *, config: PGConfig):
         actor_params = optax.apply_updates(actor_params, step)
         step, critic_opt = critic_tx.update(g_critic, critic_opt, critic_params)
         critic_params = optax.apply_updates(critic_params, step)
+        per_column = (parts["minibatch_kl"], parts.pop("minibatch_sqrt_kl"))  # [N] each: for kl_measure
         parts = {k: jnp.mean(v) for k, v in parts.items()}
         parts.update(actor_grad_norm=jnp.mean(actor_norm), critic_grad_norm=jnp.mean(critic_norm))
-        return (actor_params, critic_params, actor_opt, critic_opt), parts
+        return (actor_params, critic_params, actor_opt, critic_opt), (parts, per_column)
 
     def epoch(carry, k):
-        perm = jax.random.permutation(k, n_batch)
-        shuffled = jax.tree.map(
-            lambda x: jnp.reshape(x[perm], (config.n_minibatches, n_batch // config.n_minibatches) + x.shape[1:]),
-            samples)
+        if config.agent_shuffle:  # the authors' buffer: (sample, agent) pairs shuffled together (AUTHORS)
+            index = agent_shuffle_index(k, n_batch, spec.n_agents, config.n_minibatches)  # [M, B/M, N]
+            pairs = n_batch * spec.n_agents
+            shuffled = jax.tree.map(lambda x: jnp.reshape(x, (pairs,) + x.shape[2:])[index], samples)
+        else:
+            perm = jax.random.permutation(k, n_batch)
+            shuffled = jax.tree.map(
+                lambda x: jnp.reshape(x[perm], (config.n_minibatches, n_batch // config.n_minibatches) + x.shape[1:]),
+                samples)
         return jax.lax.scan(minibatch_step, carry, shuffled)
 
     carry = (state.actor_params, state.critic_params, state.actor_opt, state.critic_opt)
-    (actor_params, critic_params, actor_opt, critic_opt), parts = jax.lax.scan(
+    (actor_params, critic_params, actor_opt, critic_opt), (parts, per_column) = jax.lax.scan(
         epoch, carry, jax.random.split(key, config.n_epochs))
 
     # DPO eq. (21), once per update: the mean KL(π_old ‖ π_new) of each agent over the batch
     kl = old_pi.kl(_policy(spec, config, actor_params, data.obs, data.avail_actions))  # [T, E, N]
-    mean_kl, mean_sqrt_kl = kl.mean((0, 1)), safe_sqrt(kl).mean((0, 1))
+    if config.loss in ("kl", "dpo") and config.kl_measure == "last_minibatch":
+        # the authors': each actor's column of the last minibatch, measured before its gradient step (AUTHORS)
+        mean_kl, mean_sqrt_kl = per_column[0][-1, -1], per_column[1][-1, -1]
+    else:
+        mean_kl, mean_sqrt_kl = kl.mean((0, 1)), safe_sqrt(kl).mean((0, 1))
     beta_kl, beta_sqrt = state.beta_kl, state.beta_sqrt
     if config.loss in ("kl", "dpo"):
         if not config.per_agent_coefs:

@@ -119,6 +119,10 @@ class AutoReset:
     episode) / `["episode_length"]` hold the finished episode's statistics where
     `ts.info["episode_done"]` is true.
 
+    An env whose chain runs on after an episode ends (the DPO authors' never-reset game,
+    `TabularGame(reset="never")`) puts `info["keep_running"] = True` in its steps: the episode's
+    statistics are reported and restarted, but the env's state is not reset.
+
     Under `vmap` a reset is computed at every step and selected where an episode ended. An env can
     make that cheaper with two optional methods: `reset_state(key) -> state` (the state `reset(key)`
     starts in) and `observation(state) -> (obs, global_state, avail_actions)` (the fields `reset` and
@@ -144,18 +148,22 @@ class AutoReset:
         ep_return = state.episode_return + team_reward(self.spec, ts.reward)
         ep_length = state.episode_length + 1
         done = ts.done
+        if "keep_running" in ts.info:  # (see the docstring) the episode ends, the env's state goes on
+            reset_done = jnp.logical_and(done, jnp.logical_not(ts.info["keep_running"]))
+        else:
+            reset_done = done
         if self._observe_once:
             reset_state = self.env.reset_state(key_reset)
-            env_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, env_state)
+            env_state = jax.tree.map(lambda r, s: jnp.where(reset_done, r, s), reset_state, env_state)
             obs, global_state, avail_actions = self.env.observation(env_state)
             new_ts = ts._replace(obs=obs, global_state=global_state, avail_actions=avail_actions)
         else:
             reset_state, reset_ts = self.env.reset(key_reset)
-            env_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, env_state)
+            env_state = jax.tree.map(lambda r, s: jnp.where(reset_done, r, s), reset_state, env_state)
             new_ts = ts._replace(
-                obs=jnp.where(done, reset_ts.obs, ts.obs),
-                global_state=jnp.where(done, reset_ts.global_state, ts.global_state),
-                avail_actions=jnp.where(done, reset_ts.avail_actions, ts.avail_actions),
+                obs=jnp.where(reset_done, reset_ts.obs, ts.obs),
+                global_state=jnp.where(reset_done, reset_ts.global_state, ts.global_state),
+                avail_actions=jnp.where(reset_done, reset_ts.avail_actions, ts.avail_actions),
             )
         new_ts = new_ts._replace(info=self._info(ts, new_ts, ep_return, ep_length, done))
         new_state = AutoResetState(

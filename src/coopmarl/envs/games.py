@@ -6,6 +6,8 @@ agent 2 plays j), as the papers print them; action 0 is the first row/column.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from coopmarl.envs.registry import register_env
@@ -128,11 +130,11 @@ def random_game_arrays(n_states: int, n_agents: int, n_actions: int, seed: int):
 @register_env(
     "random-stochastic-game",
     "DPO §5.1: random cooperative stochastic game; r~U[-5,5], dense random transitions, start state 0, "
-    "episode length = n_states, one-hot state observation",
+    "episode length = n_states, one-hot state observation; reset=never: the authors' never-reset runner",
     ("tabular",),
 )
 def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: int = 5, seed: int = 0,
-                           discount: float = 1.0) -> TabularGame:
+                           discount: float = 1.0, reset: Literal["episode", "never"] = "episode") -> TabularGame:
     for name, value in (("n_states", n_states), ("n_agents", n_agents), ("n_actions", n_actions)):
         if value < 1:
             raise ParamError(f"random-stochastic-game: {name} must be an integer >= 1, got {value}")
@@ -143,11 +145,14 @@ def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: in
     initial = np.eye(n_states, dtype=np.float32)[0]
     return TabularGame.create(
         reward, transition, initial, horizon=n_states, discount=discount, name="random-stochastic-game",
-        params=_params(n_states=n_states, n_agents=n_agents, n_actions=n_actions, seed=seed, discount=discount),
+        params=_params(n_states=n_states, n_agents=n_agents, n_actions=n_actions, seed=seed, discount=discount,
+                       **({"reset": reset} if reset != "episode" else {})),
+        reset=reset,
     )
 
 
 @register_env("tabular", "a game from an .npz file holding reward, transition[, initial]: tabular:PATH",
               ("tabular",), prefix=True)
-def tabular_file(path: str, horizon: int | None = None, discount: float | None = None) -> TabularGame:
-    return load_game(path, horizon, discount)
+def tabular_file(path: str, horizon: int | None = None, discount: float | None = None,
+                 reset: Literal["episode", "never"] = "episode") -> TabularGame:
+    return load_game(path, horizon, discount, reset)

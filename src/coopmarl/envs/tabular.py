@@ -5,6 +5,10 @@ A game with S states and N agents with A actions each is
     transition  [S, A, ..., A, S]     P(s' | s, a)
     initial     [S]                   start-state distribution (default: state 0)
     horizon     episode length (a time limit: the last step is *truncated*, not terminated)
+    reset       "episode" (default): a new episode starts after each horizon; "never": the DPO authors' code
+                (`train_matrix_game.py` MatrixGame.step, `matrix_runner.py` warmup): reset once, and from the
+                horizon on every step ends an episode — *terminated*, as their runner masks it — while the
+                chain runs on from where it is (`info["keep_running"]` tells `AutoReset` not to reset)
     discount    the discount of the objective the exact solvers (`coopmarl.exact`) optimise and the runner
                 reports (default 1: the expected episode return); learners use their own γ
 
@@ -32,6 +36,7 @@ _ATOL = 1e-4
 # The most entries a game's tables may have: the transition tensor [S, A**N, S] and the exact solver's
 # Q table per stage [H, S, A**N] (1.6 GB each in float32).
 MAX_TABLE_ENTRIES = 400_000_000
+RESETS = ("episode", "never")
 
 
 def _first_bad_index(mask: np.ndarray) -> tuple[int, ...]:
@@ -149,11 +154,14 @@ class TabularGame:
     initial: jax.Array  # [S]
     spec: EnvSpec = struct.field(pytree_node=False)
     discount: float = struct.field(pytree_node=False)
+    reset_mode: str = struct.field(pytree_node=False, default="episode")  # `reset` (module docstring)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, reward, transition=None, initial=None, horizon: int = 1, discount: float = 1.0,
-               name: str = "tabular", params: tuple = ()) -> "TabularGame":
+               name: str = "tabular", params: tuple = (), reset: str = "episode") -> "TabularGame":
+        if reset not in RESETS:
+            raise ParamError(f"{name}: reset must be one of {', '.join(RESETS)}, got {reset!r}")
         reward, transition, initial = validate_arrays(reward, transition, initial, horizon, discount)
         n_states, n_agents, n_actions = reward.shape[0], reward.ndim - 1, reward.shape[1]
         n_joint = n_actions**n_agents
@@ -167,6 +175,7 @@ class TabularGame:
             initial=jnp.asarray(initial),
             spec=spec,
             discount=float(discount),
+            reset_mode=reset,
         )
 
     @classmethod
@@ -228,7 +237,8 @@ class TabularGame:
             reward=jnp.full((self.n_agents,), reward, dtype=jnp.float32),
             terminated=jnp.asarray(terminated, bool),
             truncated=jnp.asarray(truncated, bool),
-            info={"state_index": jnp.asarray(s, jnp.int32)},
+            info={"state_index": jnp.asarray(s, jnp.int32),
+                  **({"keep_running": jnp.bool_(True)} if self.reset_mode == "never" else {})},
         )
 
     def reset(self, key) -> tuple[Any, TimeStep]:
@@ -241,11 +251,16 @@ class TabularGame:
         reward = self.reward_flat[s, a]
         s_next = jax.random.categorical(key, jnp.log(self.transition_flat[s, a])).astype(jnp.int32)
         t_next = t + 1
-        return (s_next, t_next), self._timestep(s_next, reward, False, t_next >= self.horizon)
+        ended = t_next >= self.horizon
+        if self.reset_mode == "never":  # the authors' never-reset runner: done from the horizon on, unbootstrapped
+            return (s_next, t_next), self._timestep(s_next, reward, ended, False)
+        return (s_next, t_next), self._timestep(s_next, reward, False, ended)
 
 
-def load_game(path: str, horizon: int | None = None, discount: float | None = None) -> TabularGame:
-    """Load a game from an .npz holding `reward`, `transition` and optionally `initial`, `horizon`, `discount`.
+def load_game(path: str, horizon: int | None = None, discount: float | None = None,
+              reset: str = "episode") -> TabularGame:
+    """Load a game from an .npz holding `reward`, `transition` and optionally `initial`, `horizon`, `discount`,
+    or from the DPO authors' pickle format (`_authors_pickle`; horizon = the number of states, as theirs).
 
     The game's parameters record the path, the resolved horizon and discount, and the SHA-256 of the file's
     content (`sha256`), so a run directory's config.yaml names exactly the game it was trained on and a
@@ -266,6 +281,11 @@ def load_game(path: str, horizon: int | None = None, discount: float | None = No
     digest = hashlib.sha256(content).hexdigest()
     if content.startswith(b"\x93NUMPY"):
         raise GameValidationError(f"{path}: expected an .npz (several named arrays), got a single .npy array")
+    if content.startswith(b"\x80"):  # a pickle: the DPO authors' game format
+        reward, transition = _authors_pickle(content, path)
+        horizon = reward.shape[0] if horizon is None else horizon  # their episode length: the number of states
+        discount = 1.0 if discount is None else discount
+        return _from_file(path, digest, reward, transition, None, horizon, discount, reset)
     if not content.startswith(b"PK"):
         raise GameValidationError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays, as numpy.savez "
                                   "writes; this file does not start like one)")
@@ -289,13 +309,51 @@ def load_game(path: str, horizon: int | None = None, discount: float | None = No
             raise GameValidationError(f"{path}: cannot read its arrays ({type(e).__name__}: {e})") from None
     horizon = file_horizon if horizon is None else horizon
     discount = file_discount if discount is None else discount
+    return _from_file(path, digest, reward, transition, initial, horizon, discount, reset)
+
+
+def _from_file(path, digest, reward, transition, initial, horizon, discount, reset) -> TabularGame:
     try:
         return TabularGame.create(
             reward, transition, initial, horizon=horizon, discount=discount, name=f"tabular:{path}",
-            params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest)),
+            params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest))
+            + ((("reset", reset),) if reset != "episode" else ()), reset=reset,
         )
     except GameValidationError as e:  # name the file the bad array came from
         raise GameValidationError(f"{path}: {e}") from None
+
+
+# the only globals a pickle of plain numpy arrays refers to (numpy 1 and 2 names)
+_NUMPY_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct")}
+
+
+def _authors_pickle(content: bytes, path: str):
+    """(reward, transition) from the DPO authors' game pickle (`on-policy-main/a_mat_model/*.pkl`: a dict with
+    'reward' [S, A, ..., A] and 'trans_mat' [S, A, ..., A, S]; start state 0, as their
+    `train_matrix_game.py` make_mat_game_from_file reads it). Unpickled with only numpy's array globals allowed,
+    so a file that refers to anything else (code) is refused, not run."""
+    import io
+    import pickle
+
+    class ArraysOnly(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _NUMPY_GLOBALS:
+                raise GameValidationError(f"{path}: a game pickle may hold only numpy arrays, but it refers to "
+                                          f"{module}.{name}; refused (not loaded)")
+            return super().find_class(module, name)
+
+    try:
+        data = ArraysOnly(io.BytesIO(content)).load()
+    except GameValidationError:
+        raise
+    except Exception as e:  # truncated, or not a pickle after all
+        raise GameValidationError(f"{path}: cannot read it as a game pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or "reward" not in data or "trans_mat" not in data:
+        what = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise GameValidationError(f"{path}: a game pickle must be a dict with 'reward' and 'trans_mat' (the DPO "
+                                  f"authors' format); it holds {what}")
+    return data["reward"], data["trans_mat"]
 
 
 def _scalar(data, key: str, kind, default, path: str):

@@ -12,10 +12,18 @@ All policy-gradient learners use DPO App. B's settings (the `ppo.py` defaults: p
 and critic, Adam 5e-4, 15 epochs, 1 minibatch, β√ = β_KL = 0.01 at start, δ = 1.5, ω = 2, IPPO clip 0.2)
 with the paper's d_target per environment (`kl_target`). IQL is the paper's reference baseline: per-agent
 (unshared) MLP Q-networks of 128 units, lr 5e-4 (the paper's IQL is PyMARL's RNN agent; we use the MLP).
+
+`variant=paper|authors|both` (stochastic-game and MPE presets): `paper` is the above; `authors` runs DPO, its
+ablations, IPPO and IPPO-KL as the authors' code does (`ppo.AUTHORS`: cross-agent sample shuffling, one env,
+one β from 1.0, LayerNorm 2x128 networks, clipped value loss, all-agent advantage normalisation) on the
+environments as their code runs them: the stochastic game never reset after warm-up (`reset=never`), the MPE
+control tasks without a collision penalty (`train_mpe.py` collision_penal 0). `both` runs the two side by
+side. IQL is not part of the authors' code and runs once, as in the paper variant.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -48,8 +56,8 @@ def _check(opts: dict, algos: str | None = None, allowed: tuple[str, ...] = ()) 
         raise ConfigError(f"scale must be 'cpu' or 'paper', got {opts['scale']!r}")
     if opts.get("seeds", 1) < 1:
         raise ConfigError(f"seeds must be >= 1, got {opts['seeds']}")
-    if opts.get("beta_init", 1.0) <= 0:
-        raise ConfigError(f"beta_init must be > 0, got {opts['beta_init']}")
+    if opts.get("beta_init", 0.0) < 0:
+        raise ConfigError(f"beta_init must be > 0 (or 0: the variant's), got {opts['beta_init']}")
     if opts.get("steps", 0) < 0:
         raise ConfigError(f"steps must be >= 0 (0 = the scale's), got {opts['steps']}")
     return choose(algos, allowed, "algorithm") if algos is not None else ()
@@ -59,24 +67,65 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _algo_overrides(algo: str, family: str, steps: int, n_envs: int) -> dict:
+def _algo_overrides(algo: str, family: str, steps: int, n_envs: int, variant: str = "paper") -> dict:
     """The per-algorithm settings of one environment family (`KL_TARGET`'s keys); d_target only for the
-    algorithms with a KL term (IPPO has no `kl_target` key)."""
+    algorithms with a KL term (IPPO has no `kl_target` key). `variant=authors` leaves the env count to the
+    variant (the authors' one rollout thread)."""
     if algo == "iql":
         # ε annealed over half the run at most (PyMARL anneals over 50k steps)
         return {**IQL, "epsilon_anneal_steps": max(1, min(50_000, steps // 2))}
     keys = config_fields(get_algo(algo).config_cls)
-    return {"n_envs": n_envs, **({"kl_target": KL_TARGET[family]} if "kl_target" in keys else {})}
+    over = {"kl_target": KL_TARGET[family]} if "kl_target" in keys else {}
+    return {**over, "variant": "authors"} if variant == "authors" else {"n_envs": n_envs, **over}
 
 
-BETA_INIT = {"beta_init": (0.01, "initial β√ and β_KL of DPO and its variants (paper App. B: 0.01; the authors' "
-                                "code: 1.0)")}
+BETA_INIT = {"beta_init": (0.0, "initial β√ and β_KL of DPO and its variants (0 = the variant's: paper App. B "
+                               "0.01, the authors' code 1.0)")}
+VARIANT = {"variant": ("paper", "paper (the paper's text), authors (the authors' code; see the preset's notes and "
+                                "`coopmarl list algos dpo`) or both, side by side")}
+VARIANTS = {"paper": ("paper",), "authors": ("authors",), "both": ("paper", "authors")}
+
+
+def _variants(opts: dict) -> tuple[str, ...]:
+    if opts["variant"] not in VARIANTS:
+        raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {opts['variant']!r}")
+    return VARIANTS[opts["variant"]]
+
+
+def _variant_cells(opts: dict, settings: list[tuple[str, str, dict]], path: str, env: str, env_over: dict,
+                   authors_env: dict, family: str, steps: int, n_envs: int, extra: dict) -> list[Cell]:
+    """One cell per (label, algo, overrides) and variant: the paper variant's cells keep their label and path
+    when it runs alone; an `authors` cell adds `authors_env` to the env's settings, '(authors)' to its label and
+    '-authors' to its path. IQL (not in the authors' code) runs once, on the paper variant's env."""
+    variants = _variants(opts)
+    cells = []
+    for variant in variants:
+        for label, algo, over in settings:
+            if algo == "iql" and variant != variants[0]:
+                continue
+            authors = variant == "authors" and algo != "iql"
+            name = path.format(name=label.replace(" ", "_").replace("/", "").replace(",", "_"), algo=algo)
+            overrides = {**env_over, **(authors_env if authors else {}),
+                         **_algo_overrides(algo, family, steps, n_envs, "authors" if authors else "paper"),
+                         "total_steps": steps, "log_points": 20, **extra(algo),
+                         **(_beta_overrides(algo, opts["beta_init"]) if opts.get("beta_init") else {}), **over}
+            shown = label if algo == "iql" or variants == ("paper",) else f"{label} ({variant})"
+            cells.append(Cell(name + ("-authors" if authors else ""), algo, env, overrides, opts["seeds"],
+                              label=shown))
+    return cells
 
 
 def _beta_overrides(algo: str, beta: float) -> dict:
     """The initial KL coefficients at `beta`; a coefficient an ablation switches off stays 0."""
     return {"dpo": {"kl_coef_init": beta, "sqrt_kl_coef_init": beta}, "dpo-no-kl": {"sqrt_kl_coef_init": beta},
             "dpo-no-sqrt": {"kl_coef_init": beta}, "ippo-kl": {"kl_coef_init": beta}}.get(algo, {})
+
+
+def _beta_text(opts: dict) -> str:
+    if opts.get("beta_init"):
+        return f"initial β√ = β_KL = {opts['beta_init']:g}"
+    return "initial β√ = β_KL = " + " / ".join(
+        {"paper": "0.01 (paper)", "authors": "1.0 (authors)"}[v] for v in _variants(opts))
 
 
 def _score(run, metric: str) -> str:
@@ -86,84 +135,127 @@ def _score(run, metric: str) -> str:
 
 
 def _compare(group: list, metric: str, a: str = "DPO", b: str = "IPPO") -> str | None:
-    """P(a > b) on a metric's final values with its interval, when both ran in the group."""
+    """P(a > b) on a metric's final values with its interval, for each variant where both ran in the group
+    (labels `a` and `b`, or `a (variant)` and `b (variant)`); None if they never ran side by side."""
     by = {run.label: run for run in group}
-    if a not in by or b not in by:
-        return None
-    return improvement(by[a].final(metric), by[b].final(metric), a, b, by[a].cell.env, metric)
+    found = []
+    for suffix in ("", " (paper)", " (authors)"):
+        x, y = a + suffix, b + suffix
+        if x in by and y in by:
+            found.append(improvement(by[x].final(metric), by[y].final(metric), x, y, by[x].cell.env, metric))
+    return "; ".join(found) or None
 
 
 # ---- the random cooperative stochastic game (DPO §4.1, App. C) ---------------------------------------------
 
-# the game: the authors' shipped instance on CPU, the paper's §4.1 instance at paper scale
+# the game's size: the size of the authors' shipped instance on CPU (our own draw of it unless `game=` gives
+# theirs), the paper's §4.1 instance at paper scale
 SG_SIZE = {"cpu": (30, 3, 5), "paper": (100, 6, 5)}
 SG_STEPS = {"cpu": 100_000, "paper": 1_000_000}
 SG_ENVS = {"cpu": 16, "paper": 16}
 SG_ALGOS = ("dpo", "ippo", "ippo-kl", "dpo-no-kl", "iql")
 SG_OPTIONS = {
-    **SCALE,
+    **SCALE, **VARIANT,
     "seeds": (3, "seeds per run (vmapped); the paper uses 5"),
     "steps": (0, "env steps per seed (0 = the scale's: cpu 100k, paper 1M)"),
-    "n_states": (0, "states (0 = the scale's: cpu 30, paper 100)"),
-    "n_agents": (0, "agents (0 = the scale's: cpu 3, paper 6)"),
-    "n_actions": (5, "actions per agent"),
-    "game_seed": (0, "seed of the random game"),
+    "game": ("", "empty: our random draw of the game (n_states, n_agents, n_actions, game_seed); or tabular:PATH, "
+                 "an .npz game or the authors' shipped pickle (on-policy-main/a_mat_model/random_matrix_game_3.pkl "
+                 "in PKU-RL/DPO; we do not ship it)"),
+    "n_states": (0, "states of our draw (0 = the scale's: cpu 30, paper 100)"),
+    "n_agents": (0, "agents of our draw (0 = the scale's: cpu 3, paper 6)"),
+    "n_actions": (5, "actions per agent of our draw"),
+    "game_seed": (0, "seed of our random draw of the game"),
     **BETA_INIT,
 }
 
 
-def _sg_setup(opts: dict, solve: bool = True) -> tuple[str, dict, int, float | None]:
+class Game(NamedTuple):
+    text: str  # what the tables say the game is
+    env: str  # the env name the cells run
+    env_over: dict  # its env.* settings
+    horizon: int
+    steps: int
+    optimum: float | None
+
+
+def _sg_setup(opts: dict, solve: bool = True) -> Game:
     from coopmarl import exact
     from coopmarl.envs.registry import make
 
     _check(opts)
-    s, n, a = SG_SIZE[opts["scale"]]
-    s, n, a = opts["n_states"] or s, opts["n_agents"] or n, opts["n_actions"] or a
-    env_params = {"n_states": s, "n_agents": n, "n_actions": a, "seed": opts["game_seed"]}
-    optimum = float(exact.solve(make("random-stochastic-game", **env_params)).optimal_return) if solve else None
+    _variants(opts)
     steps = opts["steps"] or SG_STEPS[opts["scale"]]
-    return f"{s} states, {n} agents, {a} actions ({a ** n:,} joint actions), game seed {opts['game_seed']}", \
-        {f"env.{k}": v for k, v in env_params.items()}, steps, optimum
+    game = opts["game"].strip()
+    if game:
+        if not game.startswith("tabular:"):
+            raise ConfigError(f"game must be empty (our random draw) or tabular:PATH, got {game!r}")
+        if opts["n_states"] or opts["n_agents"] or opts["n_actions"] != 5 or opts["game_seed"]:
+            raise ConfigError("n_states, n_agents, n_actions and game_seed size our random draw; they do not apply to "
+                              f"game={game}")
+        try:
+            env = make(game)
+        except (ValueError, FileNotFoundError) as e:
+            raise ConfigError(str(e)) from None
+        spec = env.spec
+        text = (f"{game} ({spec.obs_dim} states, {spec.n_agents} agents, {spec.n_actions} actions, "
+                f"sha256 {dict(spec.params)['sha256'][:12]}…)")
+        env_name, env_over, horizon = game, {}, spec.horizon
+    else:
+        s, n, a = SG_SIZE[opts["scale"]]
+        s, n, a = opts["n_states"] or s, opts["n_agents"] or n, opts["n_actions"] or a
+        params = {"n_states": s, "n_agents": n, "n_actions": a, "seed": opts["game_seed"]}
+        text = (f"our random draw: {s} states, {n} agents, {a} actions ({a ** n:,} joint actions), game seed "
+                f"{opts['game_seed']}")
+        env_name, env_over, horizon = "random-stochastic-game", {f"env.{k}": v for k, v in params.items()}, s
+        env = make(env_name, **params) if solve else None
+    optimum = float(exact.solve(env).optimal_return) if solve else None
+    return Game(text, env_name, env_over, horizon, steps, optimum)
 
 
 def _sg_cells(opts: dict, settings: list[tuple[str, str, dict]]) -> list[Cell]:
-    """One cell per (label, algo, extra overrides) on the game."""
-    _, env_over, steps, _ = _sg_setup(opts, solve=False)
-    cells = []
-    for label, algo, extra in settings:
-        over = {**env_over, **_algo_overrides(algo, "stochastic-game", steps, SG_ENVS[opts["scale"]]),
-                "total_steps": steps, "log_points": 20, **_beta_overrides(algo, opts["beta_init"]), **extra}
-        if algo != "iql":
-            over["rollout_length"] = env_over["env.n_states"]  # one whole episode per env per update (MAPPO's)
-        cells.append(Cell(label.replace(" ", "_").replace("/", "").replace(",", "_"), algo, "random-stochastic-game",
-                          over, opts["seeds"], label=label))
-    return cells
+    """One cell per (label, algo, extra overrides) and variant on the game; policy-gradient runs collect one
+    whole episode per env per update (MAPPO's episode_length = the game's)."""
+    game = _sg_setup(opts, solve=False)
+    return _variant_cells(opts, settings, "{name}", game.env, game.env_over, {"env.reset": "never"},
+                          "stochastic-game", game.steps, SG_ENVS[opts["scale"]],
+                          lambda algo: {} if algo == "iql" else {"rollout_length": game.horizon})
 
 
 def _sg_report(runs, opts: dict, title: str, plot_name: str):
     """Rows: exact final return of the learned (stochastic) policy and of its greedy version, regret, train
     return."""
-    game_text, env_over, steps, optimum = _sg_setup(opts)
-    s = env_over["env.n_states"]
+    game = _sg_setup(opts)
+    optimum = game.optimum
     rows = [[run.label, _score(run, "eval_return"), mean_sd(estimate(run.final("eval_return"), run.label,
                                                                      run.cell.env, "eval_return")),
              _score(run, "greedy_return"), _score(run, "regret"), _score(run, "train_return"), f"{optimum:.2f}"]
             for run in runs]
-    plot = plot_cells(runs, runs.out / plot_name, ["eval_return", "train_return", "regret"], f"{title} ({game_text})",
+    plot = plot_cells(runs, runs.out / plot_name, ["eval_return", "train_return", "regret"], f"{title} ({game.text})",
                       {"eval_return": optimum, "regret": 0.0})
     header = ["run", "final return (exact), IQM [95% CI]", "mean ± sd", "greedy policy's return (exact)", "regret",
               "train return", "optimum (DP)"]
+    variants = _variants(opts)
     notes = [
-        f"Game: random-stochastic-game, {game_text}; episode length = number of states = {s}; "
-        f"{'the authors’ shipped instance size (paper §4.1: 100 states, 6 agents)' if opts['scale'] == 'cpu' and not (opts['n_states'] or opts['n_agents']) else 'the size given'}.",
-        f"{steps:,} env steps per seed, {opts['seeds']} seeds (paper: 5 seeds); policy-gradient runs collect "
-        f"{SG_ENVS[opts['scale']]} envs x {s} steps per update; initial β√ = β_KL = {opts['beta_init']:g}. "
-        f"{PAPER_STEPS_NOTE}",
+        f"Game: {game.text}; episode length {game.horizon}"
+        + ("; the size of the authors' shipped instance (paper §4.1: 100 states, 6 agents), not the instance "
+           "itself (pass game=tabular:PATH for theirs)" if not opts["game"].strip() and opts["scale"] == "cpu"
+           and not (opts["n_states"] or opts["n_agents"]) else "") + ".",
+        f"{game.steps:,} env steps per seed, {opts['seeds']} seeds (paper: 5 seeds); "
+        + ("policy-gradient runs collect " + " / ".join(
+            {"paper": f"{SG_ENVS[opts['scale']]} envs (paper)", "authors": "1 env (authors)"}[v] for v in variants)
+           + f" x {game.horizon} steps per update; {_beta_text(opts)}. {PAPER_STEPS_NOTE}"),
         "Final return = the exact expected episode return (coopmarl.exact) of the learned stochastic policies; "
         "IQL has no policy table, so its return is the mean of 16 greedy rollouts per seed and its greedy column "
         "is empty. The optimum is that of a centralised joint policy (dynamic programming), as in Figs 1a and 8. "
         "Columns after the first are IQMs [95% CI] too.",
     ]
+    if "authors" in variants:
+        notes.append("(authors) = the authors' code: each actor trains on a random 1/N of all agents' shuffled "
+                     "samples, the game is never reset after warm-up (from step "
+                     f"{game.horizon} on every step ends an episode unbootstrapped, so its train return is a one-step "
+                     "reward), one env, one β from 1.0 adapted on the last minibatch's KL, 2x128 LayerNorm networks, "
+                     "clipped value loss, advantages normalised over all agents (`ppo.AUTHORS`). The exact return "
+                     "is measured the same way for both variants: episodes from state 0.")
     return rows, header, notes, plot, optimum
 
 
@@ -256,12 +348,14 @@ def _grid(opts: dict) -> list[tuple[float, float]]:
 
 
 def _env_cells(opts: dict, envs: list[tuple[str, dict]], algos: tuple[str, ...], family: str, steps: int,
-               n_envs: int) -> list[Cell]:
-    """Every algorithm on every env (env name, its env.* overrides)."""
-    return [Cell(f"{env.replace(':', '_').replace('|', '-')}/{algo}", algo, env,
-                 {**env_over, **_algo_overrides(algo, family, steps, n_envs), "total_steps": steps, "log_points": 20,
-                  **_beta_overrides(algo, opts.get("beta_init", 0.01))}, opts["seeds"], label=ALGO_LABELS.get(algo, algo))
-            for env, env_over in envs for algo in algos]
+               n_envs: int, authors_env=lambda env: {}) -> list[Cell]:
+    """Every algorithm on every env (env name, its env.* overrides), for each variant the preset runs (only the
+    paper's where it has no `variant` option); `authors_env(env)`: the env settings of the authors' variant."""
+    opts = {"variant": "paper", **opts}
+    return [cell for env, env_over in envs for cell in _variant_cells(
+        opts, [(ALGO_LABELS.get(algo, algo), algo, {}) for algo in algos],
+        env.replace(":", "_").replace("|", "-") + "/{algo}", env, env_over, authors_env(env), family, steps, n_envs,
+        lambda algo: {})]
 
 
 def _env_table(runs, metrics=("eval_return", "train_return"), extra_cols=None):
@@ -289,7 +383,7 @@ MPE_ENVS = {"cpu": 16, "paper": 128}
 
 
 def _mpe_opts(default_algos: str, seeds: int) -> dict:
-    return {**SCALE, "seeds": (seeds, "seeds per run (vmapped); the paper uses 5"),
+    return {**SCALE, **VARIANT, "seeds": (seeds, "seeds per run (vmapped); the paper uses 5"),
             "steps": (0, f"env steps per seed (0 = the scale's: cpu {MPE_STEPS['cpu']:,}, paper {MPE_STEPS['paper']:,})"),
             "n_agents": (5, "agents in every task (the paper: 5)"),
             "tasks": (",".join(MPE_TASKS), "comma-separated MPE tasks"),
@@ -298,13 +392,20 @@ def _mpe_opts(default_algos: str, seeds: int) -> dict:
 
 def _mpe_setup(opts: dict, allowed: tuple[str, ...]):
     algos = _check(opts, opts["algos"], allowed)
+    _variants(opts)
     tasks = choose(opts["tasks"], MPE_TASKS, "MPE task")
     return algos, tasks, opts["steps"] or MPE_STEPS[opts["scale"]], MPE_ENVS[opts["scale"]]
 
 
 def _mpe_cells(opts: dict, allowed: tuple[str, ...]) -> list[Cell]:
     algos, tasks, steps, n_envs = _mpe_setup(opts, allowed)
-    return _env_cells(opts, [(t, {"env.n_agents": opts["n_agents"]}) for t in tasks], algos, "mpe", steps, n_envs)
+    return _env_cells(opts, [(t, {"env.n_agents": opts["n_agents"]}) for t in tasks], algos, "mpe", steps, n_envs,
+                      authors_env=lambda env: {"env.collision_penalty": 0.0} if env in MPE_AUTHORS_NO_COLLISION else {})
+
+
+# the authors' `train_mpe.py`: --collision_penal 0 in the line and circle control scenarios (spread is MPE's own
+# simple_spread, with its -1 per collision)
+MPE_AUTHORS_NO_COLLISION = ("mpe:line", "mpe:circle")
 
 
 def _mpe(runs, opts: dict, allowed: tuple[str, ...], title: str) -> Report:
@@ -312,15 +413,20 @@ def _mpe(runs, opts: dict, allowed: tuple[str, ...], title: str) -> Report:
     rows, plots = _env_table(runs)
     notes = _dpo_vs_ippo_notes(runs, "eval_return", "greedy return") + _dpo_vs_ippo_notes(
         runs, "train_return", "train return")
+    envs = " / ".join({"paper": f"{n_envs} envs (paper)", "authors": "1 env (authors)"}[v] for v in _variants(opts))
     notes += [
-        f"{opts['n_agents']} agents, discrete actions, episodes of 25 steps, d_target 0.01 (DPO App. B), initial "
-        f"β√ = β_KL = {opts['beta_init']:g}; "
-        f"{steps:,} env steps per seed, {opts['seeds']} seeds, policy-gradient updates on {n_envs} envs x 25 steps "
-        f"({opts['scale']} scale). {PAPER_STEPS_NOTE}",
+        f"{opts['n_agents']} agents, discrete actions, episodes of 25 steps, d_target 0.01 (DPO App. B), "
+        f"{_beta_text(opts)}; {steps:,} env steps per seed, {opts['seeds']} seeds, policy-gradient updates on "
+        f"{envs} x 25 steps ({opts['scale']} scale). {PAPER_STEPS_NOTE}",
         "eval return = mean over 16 episodes of the greedy (mode) policy; train return = the sampled policy's "
         "episodes during the last logging interval. Returns are the team reward summed over the episode "
         "(higher is better; all negative).",
     ]
+    if "authors" in _variants(opts):
+        notes.append("(authors) = the authors' code (`ppo.AUTHORS`: cross-agent sample shuffling, one env, one β from "
+                     "1.0 adapted on the last minibatch's KL, 2x128 LayerNorm networks, clipped value loss, advantages "
+                     "normalised over all agents) on their env settings: no collision penalty in line and circle "
+                     "(their `train_mpe.py`), so those rows' returns are not comparable with the paper rows'.")
     return Report(title, markdown_table(["task", "algorithm", "eval return (greedy), IQM [95% CI]",
                                          "train return, IQM [95% CI]"], rows), notes, plots)
 

@@ -13,7 +13,9 @@ Either way agent n's output depends only on its own input (and n), so acting sta
 
 Initialisation follows the MAPPO code base the DPO authors built on: orthogonal weights with gain √2
 in hidden layers, 0.01 on the policy head (near-uniform / near-zero-mean initial policies), 1 on the
-value head; zero biases.
+value head; zero biases. `layer_norm=True` is that code base's MLP (DPO authors' code,
+`onpolicy/algorithms/utils/mlp.py`): a LayerNorm on the input (`use_feature_normalization`) and one after
+each hidden layer's activation (Linear → ReLU → LayerNorm).
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ class MLP(nn.Module):
     out_dim: int
     activation: str = "relu"
     out_gain: float = 1.0
+    layer_norm: bool = False  # the MAPPO code base's MLP (see the module docstring)
 
     @nn.compact
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
+        if self.layer_norm:
+            x = nn.LayerNorm(epsilon=1e-5)(x)  # torch.nn.LayerNorm's eps
         for width in self.hidden_sizes:
             x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+            if self.layer_norm:
+                x = nn.LayerNorm(epsilon=1e-5)(x)
         return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
 
 
@@ -53,10 +60,11 @@ class Actor(nn.Module):
     hidden_sizes: Sequence[int] = (128, 128, 128)
     activation: str = "relu"
     init_log_std: float = 0.0
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
-        out = MLP(self.hidden_sizes, self.n_out, self.activation, out_gain=0.01)(x)
+        out = MLP(self.hidden_sizes, self.n_out, self.activation, out_gain=0.01, layer_norm=self.layer_norm)(x)
         if not self.continuous:
             return out
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.n_out,))
@@ -66,10 +74,11 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     hidden_sizes: Sequence[int] = (128, 128, 128)
     activation: str = "relu"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
-        return MLP(self.hidden_sizes, 1, self.activation, out_gain=1.0)(x)[..., 0]
+        return MLP(self.hidden_sizes, 1, self.activation, out_gain=1.0, layer_norm=self.layer_norm)(x)[..., 0]
 
 
 @dataclass(frozen=True)
