@@ -1,8 +1,10 @@
 """DPO's presets (coopmarl.experiments.policy_gradient): one end-to-end run at a tiny scale, and the
 option errors a user gets before anything trains."""
 
+import pickle
 import re
 
+import numpy as np
 import pytest
 
 from coopmarl.config import ConfigError
@@ -21,21 +23,29 @@ def test_presets_are_registered_with_a_scale_and_seeds():
 
 
 def test_stochastic_game_preset_end_to_end(tmp_path):
-    opts = {"steps": "160", "seeds": "2", "n_states": "4", "n_agents": "2", "n_actions": "2", "algos": "dpo,ippo,iql"}
+    """Both variants side by side on a game given as a file in the authors' pickle format."""
+    rng = np.random.default_rng(0)
+    trans = rng.random((4, 2, 2, 4))
+    game = tmp_path / "game.pkl"
+    game.write_bytes(pickle.dumps({"reward": rng.uniform(-5, 5, (4, 2, 2)), "trans_mat": trans / trans.sum(-1, keepdims=True)}))
+    opts = {"steps": "160", "seeds": "2", "game": f"tabular:{game}", "algos": "dpo,ippo,iql", "variant": "both"}
     report, out = run_experiment("dpo-stochastic-game", tmp_path / "sg", opts)
     table = (out / "table.md").read_text()
     rows = [line.split("|")[1].strip() for line in report.table.splitlines()[2:]]
-    assert rows == ["DPO", "IPPO", "IQL"]
+    assert rows == ["DPO (paper)", "IPPO (paper)", "IQL", "DPO (authors)", "IPPO (authors)"]
     assert "nan" not in report.table  # IQL (no policy table): its greedy column is "—", its return from rollouts
-    assert table.startswith("# DPO Figs 1a, 8") and "| DPO |" in table and "| IPPO |" in table
-    # a comparison is a probability of improvement with its interval, never a bare verdict
-    pattern = r"DPO vs IPPO \(final exact return\): P\(DPO > IPPO\) = [01]\.\d\d \[[01]\.\d\d, [01]\.\d\d\] \(2 vs 2 seeds\)"
+    assert table.startswith("# DPO Figs 1a, 8") and "| DPO (paper) |" in table and "| IPPO (authors) |" in table
+    # a comparison is a probability of improvement with its interval, never a bare verdict, for each variant
+    p = r"= [01]\.\d\d \[[01]\.\d\d, [01]\.\d\d\] \(2 vs 2 seeds\)"
+    pattern = (rf"DPO vs IPPO \(final exact return\): P\(DPO \(paper\) > IPPO \(paper\)\) {p}; "
+               rf"P\(DPO \(authors\) > IPPO \(authors\)\) {p}")
     assert any(re.match(pattern, n) for n in report.notes), report.notes
     assert any("Below the optimum" in n for n in report.notes)
+    assert any(n.startswith(f"Game: tabular:{game} (4 states, 2 agents, 2 actions") for n in report.notes)
     for plot in report.plots:
         assert (out / plot).stat().st_size > 1000, plot
-    for algo in ("DPO", "IPPO"):
-        assert (out / algo / "summary.json").exists()
+    for path in ("DPO", "IPPO", "DPO-authors", "IPPO-authors"):
+        assert (out / path / "summary.json").exists()
 
 
 @pytest.mark.parametrize("name, options, match", [
@@ -50,7 +60,11 @@ def test_stochastic_game_preset_end_to_end(tmp_path):
     ("dpo-delta-omega", {"grid": "1.5:2,0.5:2"}, "must be > 1"),
     ("dpo-delta-omega", {"grid": "1.5-2"}, "δ:ω pairs"),
     ("dpo-mpe", {"seeds": "zero"}, "must be of type int"),
-    ("dpo-stochastic-game", {"beta_init": "0"}, "beta_init must be > 0"),
+    ("dpo-stochastic-game", {"beta_init": "-1"}, "beta_init must be > 0"),
+    ("dpo-stochastic-game", {"variant": "author"}, "variant must be one of paper, authors, both"),
+    ("dpo-mpe", {"variant": "code"}, "variant must be one of paper, authors, both"),
+    ("dpo-stochastic-game", {"game": "climbing"}, "game must be empty .* or tabular:PATH"),
+    ("dpo-stochastic-game", {"game": "tabular:/no/such/game.npz"}, "no such game file"),
 ])
 def test_option_errors_are_raised_before_training(tmp_path, name, options, match):
     with pytest.raises(ConfigError, match=match):

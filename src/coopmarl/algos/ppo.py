@@ -376,6 +376,15 @@ def gae(reward, values, next_values, terminated, truncated, gamma: float, lam: f
     return adv, adv + values
 
 
+def normalise_advantages(advantages, over: str):
+    """Advantages [T, E, N] shifted and scaled to mean 0, std 1 over the whole batch: each agent's on its own
+    (`over="agent"`), or all agents' together (`"all"`, the authors' code), which keeps the differences
+    between agents."""
+    axes = (0, 1) if over == "agent" else (0, 1, 2)
+    mean, std = advantages.mean(axes), advantages.std(axes)
+    return (advantages - mean) / (std + 1e-5)  # eps as in the MAPPO code
+
+
 # ---- losses ----------------------------------------------------------------------------------------------
 
 
@@ -469,10 +478,8 @@ def update(state: PGState, data, key, *, config: PGConfig):
     next_values = _values(spec, config, state.critic_params, data.next_obs, data.next_global_state)
     advantages, returns = gae(data.reward, values, next_values, data.terminated, data.truncated,
                               config.gamma, config.gae_lambda)
-    if config.normalize_advantages:  # over the whole batch: per agent, or over all agents together
-        axes = (0, 1) if config.advantage_norm == "agent" else (0, 1, 2)
-        mean, std = advantages.mean(axes), advantages.std(axes)
-        advantages = (advantages - mean) / (std + 1e-5)  # eps as in the MAPPO code
+    if config.normalize_advantages:
+        advantages = normalise_advantages(advantages, config.advantage_norm)
     flat = lambda x: jnp.reshape(x, (n_batch,) + x.shape[2:])  # noqa: E731
     samples = jax.tree.map(flat, Samples(
         obs=data.obs, avail=data.avail_actions, actions=data.actions,
