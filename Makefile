@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install bench bench-envs clean
+.PHONY: demo test test-slow install bench bench-envs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 ## bench-envs: env-only steps/s of every env next to lbforaging, mpe2 and JaxMARL (~5-10 min on 2 cores)
 bench-envs: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
+
+## docs: set up, then build the documentation site into build/site (mkdocs --strict: a warning fails; ~5 s)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
