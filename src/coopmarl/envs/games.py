@@ -146,7 +146,7 @@ def random_stochastic_game(n_states: int = 100, n_agents: int = 6, n_actions: in
     return TabularGame.create(
         reward, transition, initial, horizon=n_states, discount=discount, name="random-stochastic-game",
         params=_params(n_states=n_states, n_agents=n_agents, n_actions=n_actions, seed=seed, discount=discount,
-                       **({"reset": reset} if reset != "episode" else {})),
+                       reset=reset),
         reset=reset,
     )
 

@@ -316,8 +316,8 @@ def _from_file(path, digest, reward, transition, initial, horizon, discount, res
     try:
         return TabularGame.create(
             reward, transition, initial, horizon=horizon, discount=discount, name=f"tabular:{path}",
-            params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("sha256", digest))
-            + ((("reset", reset),) if reset != "episode" else ()), reset=reset,
+            params=(("path", path), ("horizon", int(horizon)), ("discount", float(discount)), ("reset", reset),
+                    ("sha256", digest)), reset=reset,
         )
     except GameValidationError as e:  # name the file the bad array came from
         raise GameValidationError(f"{path}: {e}") from None
