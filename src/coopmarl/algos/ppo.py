@@ -209,7 +209,6 @@ class AuthorsVariant:
         return {"paper": {}, "authors": {k: v for k, v in AUTHORS.items() if k in keys}}
 
 
-
 @dataclass(frozen=True)
 class DPOConfig(AuthorsVariant, SqrtKLFields, KLPenaltyFields, AdaptiveCoefFields, PGConfig):
     """DPO (Su & Lu): eq. (20) with adaptive β√, β_KL (eq. 21); per-agent actor and critic."""

@@ -23,7 +23,7 @@ side. IQL is not part of the authors' code and runs once, as in the paper varian
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -93,7 +93,8 @@ def _variants(opts: dict) -> tuple[str, ...]:
 
 
 def _variant_cells(opts: dict, settings: list[tuple[str, str, dict]], path: str, env: str, env_over: dict,
-                   authors_env: dict, family: str, steps: int, n_envs: int, extra: dict) -> list[Cell]:
+                   authors_env: dict, family: str, steps: int, n_envs: int,
+                   extra: Callable[[str], dict]) -> list[Cell]:
     """One cell per (label, algo, overrides) and variant: the paper variant's cells keep their label and path
     when it runs alone; an `authors` cell adds `authors_env` to the env's settings, '(authors)' to its label and
     '-authors' to its path. IQL (not in the authors' code) runs once, on the paper variant's env."""
@@ -121,11 +122,21 @@ def _beta_overrides(algo: str, beta: float) -> dict:
             "dpo-no-sqrt": {"kl_coef_init": beta}, "ippo-kl": {"kl_coef_init": beta}}.get(algo, {})
 
 
+def _per_variant(opts: dict, key: str, paper_value, unit: str = "") -> str:
+    """'<paper's> (paper) / <authors'> (authors)' for the variants a preset runs: the paper's value given, the
+    authors' read from `ppo.AUTHORS[key]` (one source for both the code and the tables)."""
+    from coopmarl.algos.ppo import AUTHORS
+
+    values = {"paper": paper_value, "authors": AUTHORS[key]}
+    return " / ".join(f"{values[v]:g}{unit} ({v})" for v in _variants(opts))
+
+
 def _beta_text(opts: dict) -> str:
+    from coopmarl.algos.ppo import DPOConfig
+
     if opts.get("beta_init"):
         return f"initial β√ = β_KL = {opts['beta_init']:g}"
-    return "initial β√ = β_KL = " + " / ".join(
-        {"paper": "0.01 (paper)", "authors": "1.0 (authors)"}[v] for v in _variants(opts))
+    return "initial β√ = β_KL = " + _per_variant(opts, "kl_coef_init", DPOConfig.kl_coef_init)
 
 
 def _score(run, metric: str) -> str:
@@ -241,8 +252,7 @@ def _sg_report(runs, opts: dict, title: str, plot_name: str):
            "itself (pass game=tabular:PATH for theirs)" if not opts["game"].strip() and opts["scale"] == "cpu"
            and not (opts["n_states"] or opts["n_agents"]) else "") + ".",
         f"{game.steps:,} env steps per seed, {opts['seeds']} seeds (paper: 5 seeds); "
-        + ("policy-gradient runs collect " + " / ".join(
-            {"paper": f"{SG_ENVS[opts['scale']]} envs (paper)", "authors": "1 env (authors)"}[v] for v in variants)
+        + ("policy-gradient runs collect " + _per_variant(opts, "n_envs", SG_ENVS[opts["scale"]], " env(s)")
            + f" x {game.horizon} steps per update; {_beta_text(opts)}. {PAPER_STEPS_NOTE}"),
         "Final return = the exact expected episode return (coopmarl.exact) of the learned stochastic policies; "
         "IQL has no policy table, so its return is the mean of 16 greedy rollouts per seed and its greedy column "
@@ -413,7 +423,7 @@ def _mpe(runs, opts: dict, allowed: tuple[str, ...], title: str) -> Report:
     rows, plots = _env_table(runs)
     notes = _dpo_vs_ippo_notes(runs, "eval_return", "greedy return") + _dpo_vs_ippo_notes(
         runs, "train_return", "train return")
-    envs = " / ".join({"paper": f"{n_envs} envs (paper)", "authors": "1 env (authors)"}[v] for v in _variants(opts))
+    envs = _per_variant(opts, "n_envs", n_envs, " env(s)")
     notes += [
         f"{opts['n_agents']} agents, discrete actions, episodes of 25 steps, d_target 0.01 (DPO App. B), "
         f"{_beta_text(opts)}; {steps:,} env steps per seed, {opts['seeds']} seeds, policy-gradient updates on "
