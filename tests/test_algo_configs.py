@@ -18,7 +18,7 @@ from coopmarl.envs.tabular import TabularGame
 from coopmarl.runner import build_chunk
 
 DISCRETE, CONTINUOUS = "climbing", "differential"  # tiny envs: nothing runs, shapes are only traced
-PG = ("ia2c", "maa2c", "ippo", "ippo-kl", "mappo", "dpo", "dpo-no-sqrt", "dpo-no-kl")
+PG = ("ia2c", "maa2c", "ippo", "ippo-kl", "mappo", "dpo", "dpo-no-sqrt", "dpo-no-kl", "vdac-sum", "vdac-mix")
 
 # Keys an algorithm reads only under a switch (or on an env kind): (algorithms, key, the overrides that make
 # it read the key, the env to trace on or None for the algorithm's usual one). Every other key must be read
@@ -26,6 +26,7 @@ PG = ("ia2c", "maa2c", "ippo", "ippo-kl", "mappo", "dpo", "dpo-no-sqrt", "dpo-no
 CONDITIONAL = [
     (PG, "init_log_std", {}, CONTINUOUS),  # the Gaussian policy's initial log σ: continuous actions only
     (tuple(a for a in PG if a != "mappo"), "value_clip_eps", {"clip_value": True}, None),  # MAPPO: on by default
+    (("vdac-sum", "vdac-mix"), "advantage_norm", {"normalize_advantages": True}, None),  # VDAC: raw advantages
     (("maosdqn",), "target_update_episodes", {"target_tau": 0.0}, None),  # hard copies only without soft τ
     (("jal",), "max_temp", {"exploration": "boltzmann"}, None),
     (("jal",), "temp_decay", {"exploration": "boltzmann"}, None),

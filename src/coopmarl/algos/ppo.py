@@ -1,4 +1,4 @@
-"""The policy-gradient family on one page: IA2C, MAA2C, IPPO, IPPO-KL, MAPPO, DPO and DPO's ablations.
+"""The policy-gradient family on one page: IA2C, MAA2C, IPPO, IPPO-KL, MAPPO, VDAC, DPO and DPO's ablations.
 
 Every algorithm here is the same three functions; its config class fixes its `loss` (a ClassVar, not a
 key), has exactly the keys that loss reads (field groups: `PGConfig` + `ClipFields` / `AdaptiveCoefFields`,
@@ -10,11 +10,17 @@ key), has exactly the keys that loss reads (field groups: `PGConfig` + `ClipFiel
               "dpo"  −mean(ρ Â) + β√ mean(√KL) + β_KL mean(KL)                   (DPO eq. 20)
     critic    "local"   V^i(o_i), a decentralised critic (IA2C, IPPO, DPO; DPO eq. 8)
               "central" V(s) from the env's `global_state` (MAA2C, MAPPO)
+              "sum"     V_tot(s) = Σ_i V^i(o_i), a decomposed team value (VDAC-sum, Su et al. 2021)
+              "mix"     V_tot(s) = f_mix(s, V^1(o_1), …, V^N(o_N)), QMIX's monotonic mixer (VDAC-mix)
     share_parameters   one network for all agents + one-hot agent id (EPyMARL), or one per agent (DPO)
 
 with ρ = π(a|o) / π_old(a|o) and KL = KL(π_old(·|o_i) ‖ π(·|o_i)) per sample (π_old = the policy that
 collected the batch). The KL coefficients adapt once per update and per agent (DPO eq. 21):
 β·=ω when the mean KL exceeds d_target·δ, β/=ω when it is below d_target/δ, clipped to [1e-3, 1e3].
+
+A decomposed critic ("sum", "mix"; fixed by VDAC's classes) learns V_tot from the team reward, and every
+agent's advantage is the team's Â = G^λ − V_tot(s): VDAC's actor gradient E[∇ log π^i(u^i|τ^i) (r + γV_tot(s′) −
+V_tot(s))] (VDAC's actor gradient, both variants) with TD(λ) targets, which is GAE(γ, λ) here (the λ-return minus V is GAE's Â).
 
 DPO's eq. (20) maximises (1/N) L^i − β√ √KL − β_KL KL; like REFERENCE.md's loss (the authors' code) we
 drop the 1/N — with adaptive coefficients it only rescales β. A coefficient initialised at 0 stays 0:
@@ -55,6 +61,7 @@ from coopmarl.algos.base import Algorithm, register_algo
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.envs.core import EnvSpec
 from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
+from coopmarl.nets.mixers import QMixer, VDNMixer
 from coopmarl.nets.policy import Actor, AgentNets, Critic
 
 Loss = Literal["a2c", "clip", "kl", "dpo"]
@@ -94,9 +101,9 @@ class PGConfig(AlgoConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.agent_shuffle and self.critic == "central":
+        if self.agent_shuffle and self.critic != "local":
             raise ValueError("agent_shuffle=True needs critic='local' (the authors' DPO and IPPO have per-agent critics "
-                             "on local observations); got critic='central'")
+                             f"on local observations); got critic={self.critic!r}")
         fields.layer_widths(self)
         fields.at_least(self, 1, "n_epochs", "n_minibatches", "rollout_length", "n_envs")
         if (self.rollout_length * self.n_envs) % self.n_minibatches:
@@ -278,6 +285,45 @@ class IA2CConfig(MAA2CConfig):
     critic: Literal["local", "central"] = "local"  # EPyMARL ia2c.yaml: decentralised V(o_i)
 
 
+@dataclass(frozen=True)
+class VDACSumConfig(PGConfig):
+    """VDAC-sum (Su, Adams & Beling 2021): A2C whose critic is V_tot(s) = Σ_i V^i(o_i), and every actor follows the
+    team's advantage. Defaults: the authors' code (hahayonghuming/VDACs, `src/config/algs/vdn_a2c.yaml`, pymarl's
+    parallel runner: 8 envs, one gradient step per batch, TD(λ) 0.8, lr 5e-4, shared parameters). Not theirs: an MLP
+    (their agent is a GRU with a shared actor-critic torso; here actor and critic are separate MLPs) and an entropy
+    bonus in place of their ε-mixed action sampling (ε 0.5 → 0.01 over 100k steps)."""
+
+    loss: ClassVar[Loss] = "a2c"
+    critic: ClassVar[str] = "sum"  # V_tot = Σ_i V^i(o_i) (VDAC-sum)
+    share_parameters: bool = True  # VDACs code: pymarl's shared agent network + agent id
+    hidden_sizes: tuple[int, ...] = (64, 64)  # VDACs code: rnn_hidden_dim 64 (an MLP here)
+    n_epochs: int = 1  # A2C: one gradient step per batch (VDACs policy_gradient_v2.py)
+    n_envs: int = 8  # VDACs code: batch_size_run 8
+    gae_lambda: float = 0.8  # VDACs code: td_lambda 0.8 (TD(λ) target minus V_tot = GAE(γ, λ)'s Â)
+    normalize_advantages: bool = False  # VDACs code: raw advantages
+    entropy_coef: float = 0.01  # ours (EPyMARL's A2C value): stands in for their ε-mixed sampling (docstring)
+
+
+@dataclass(frozen=True)
+class ValueMixerFields(AlgoConfig):
+    """VDAC-mix's mixer of the local values: QMIX's hypernetwork mixer (non-negative weights, so ∂V_tot/∂V^i ≥ 0)."""
+
+    mixing_embed: int = 32  # VDACs code vmix_a2c.yaml: mixing_embed_dim 32
+    hypernet_embed: int = 64  # VDACs code vmix_a2c.yaml: hypernet_embed 64 (hypernet_layers 2)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fields.at_least(self, 1, "mixing_embed", "hypernet_embed")
+
+
+@dataclass(frozen=True)
+class VDACMixConfig(ValueMixerFields, VDACSumConfig):
+    """VDAC-mix: VDAC-sum with V_tot(s) = f_mix(s, V^1(o_1), …, V^N(o_N)), QMIX's monotonic mixer (authors' code:
+    `vmix_a2c.yaml`, otherwise the same settings as vdn_a2c.yaml)."""
+
+    critic: ClassVar[str] = "mix"  # V_tot = f_mix(s, V^1, …, V^N) (VDAC-mix)
+
+
 # ---- state and networks ---------------------------------------------------------------------------------
 
 
@@ -301,6 +347,16 @@ def _nets(spec: EnvSpec, config: PGConfig) -> tuple[AgentNets, AgentNets]:
             AgentNets(critic, spec.n_agents, config.share_parameters))
 
 
+def decomposed(config: PGConfig) -> bool:
+    """True for a team value V_tot decomposed into the agents' local values (VDAC's "sum" and "mix" critics)."""
+    return config.critic in ("sum", "mix")
+
+
+def _value_mixer(spec: EnvSpec, config: PGConfig):
+    """V_tot's mixer of the local values [N] and the state: Σ (VDAC-sum) or QMIX's monotonic mixer (VDAC-mix)."""
+    return VDNMixer() if config.critic == "sum" else QMixer(spec.n_agents, config.mixing_embed, config.hypernet_embed)
+
+
 def _optimisers(config: PGConfig):
     return (optax.adam(config.actor_lr, eps=config.adam_eps), optax.adam(config.critic_lr, eps=config.adam_eps))
 
@@ -312,10 +368,18 @@ def _policy(spec: EnvSpec, config: PGConfig, actor_params, obs, avail):
 
 
 def _values(spec: EnvSpec, config: PGConfig, critic_params, obs, global_state):
-    """V^i(o_i) (local) or V(s) seen by every agent (central): [..., N]."""
+    """V^i(o_i) (local), V(s) seen by every agent (central), or the team's V_tot(s) seen by every agent (sum, mix):
+    [..., N]."""
     if config.critic == "central":
         obs = jnp.broadcast_to(global_state[..., None, :], obs.shape[:-1] + global_state.shape[-1:])
-    return _nets(spec, config)[1].apply(critic_params, obs)
+    if not decomposed(config):
+        return _nets(spec, config)[1].apply(critic_params, obs)
+    local = _nets(spec, config)[1].apply(critic_params["agents"], obs)  # V^i(o_i) [..., N]
+    mix = lambda v, s: _value_mixer(spec, config).apply(critic_params["mixer"], v, s)  # noqa: E731
+    lead = local.shape[:-1]
+    rows = local.size // spec.n_agents
+    v_tot = jax.vmap(mix)(local.reshape(rows, spec.n_agents), global_state.reshape(rows, global_state.shape[-1]))
+    return jnp.broadcast_to(v_tot.reshape(lead)[..., None], local.shape)
 
 
 def init(key, spec: EnvSpec, config: PGConfig, model=None) -> PGState:
@@ -323,7 +387,12 @@ def init(key, spec: EnvSpec, config: PGConfig, model=None) -> PGState:
     k_actor, k_critic = jax.random.split(key)
     critic_in = spec.state_dim if config.critic == "central" else spec.obs_dim
     actor_params = actor_net.init(k_actor, spec.obs_dim)
-    critic_params = critic_net.init(k_critic, critic_in)
+    if decomposed(config):  # the local values' networks and V_tot's mixer
+        k_critic, k_mixer = jax.random.split(k_critic)
+        critic_params = {"agents": critic_net.init(k_critic, critic_in), "mixer": _value_mixer(spec, config).init(
+            k_mixer, jnp.zeros(spec.n_agents), jnp.zeros(spec.state_dim))}
+    else:
+        critic_params = critic_net.init(k_critic, critic_in)
     actor_tx, critic_tx = _optimisers(config)
     n = spec.n_agents
     return PGState(
@@ -475,7 +544,9 @@ def update(state: PGState, data, key, *, config: PGConfig):
     old_pi = _policy(spec, config, state.actor_params, data.obs, data.avail_actions)
     values = _values(spec, config, state.critic_params, data.obs, data.global_state)
     next_values = _values(spec, config, state.critic_params, data.next_obs, data.next_global_state)
-    advantages, returns = gae(data.reward, values, next_values, data.terminated, data.truncated,
+    # a team value learns from the team reward (the same as each agent's on a shared-reward env)
+    reward = jnp.broadcast_to(data.team[..., None], data.reward.shape) if decomposed(config) else data.reward
+    advantages, returns = gae(reward, values, next_values, data.terminated, data.truncated,
                               config.gamma, config.gae_lambda)
     if config.normalize_advantages:
         advantages = normalise_advantages(advantages, config.advantage_norm)
@@ -483,24 +554,26 @@ def update(state: PGState, data, key, *, config: PGConfig):
     samples = jax.tree.map(flat, Samples(
         obs=data.obs, avail=data.avail_actions, actions=data.actions,
         # the critic's input; a local critic needs no global state (not carried through the shuffles)
-        critic_in=(data.obs, data.global_state if config.critic == "central" else data.obs[..., :0]),
+        critic_in=(data.obs, data.global_state if config.critic in ("central", "mix") else data.obs[..., :0]),
         old_pi=old_pi, old_logp=old_pi.log_prob(data.actions), old_values=values,
         advantages=advantages, returns=returns,
     ))
     actor_tx, critic_tx = _optimisers(config)
     reduce = jnp.sum if per_agent else jnp.mean  # per agent: agent i's gradient is that of its own loss
+    # a team value's loss is one loss (its N copies, one per agent, are the same): never summed, never clipped per agent
+    reduce_value, per_agent_critic = (jnp.mean, False) if decomposed(config) else (reduce, per_agent)
 
     def minibatch_step(carry, mb):
         actor_params, critic_params, actor_opt, critic_opt = carry
 
         def total(ap, cp):
             actor_loss, value_loss, parts = agent_losses(spec, config, ap, cp, state.beta_kl, state.beta_sqrt, mb)
-            return reduce(actor_loss) + reduce(value_loss), parts
+            return reduce(actor_loss) + reduce_value(value_loss), parts
 
         (_, parts), (g_actor, g_critic) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
             actor_params, critic_params)
         g_actor, actor_norm = clip_grad_norm(g_actor, config.max_grad_norm, per_agent)
-        g_critic, critic_norm = clip_grad_norm(g_critic, config.max_grad_norm, per_agent)
+        g_critic, critic_norm = clip_grad_norm(g_critic, config.max_grad_norm, per_agent_critic)
         step, actor_opt = actor_tx.update(g_actor, actor_opt, actor_params)
         actor_params = optax.apply_updates(actor_params, step)
         step, critic_opt = critic_tx.update(g_critic, critic_opt, critic_params)
@@ -565,6 +638,10 @@ _PRESETS = (
      "de Witt et al. 2020; DPO App. B"),
     ("ippo-kl", IPPOKLConfig, "independent PPO with the adaptive KL penalty (PPO eq. 8), DPO's settings",
      "Schulman et al. 2017 §4; DPO App. C"),
+    ("vdac-sum", VDACSumConfig, "VDAC-sum: A2C with the team value V_tot = Σ_i V^i(o_i) as every actor's critic",
+     "Su, Adams & Beling 2021; authors' code (VDACs vdn_a2c.yaml)"),
+    ("vdac-mix", VDACMixConfig, "VDAC-mix: A2C with V_tot = QMIX-style monotonic mix of V^i(o_i) and the state",
+     "Su, Adams & Beling 2021; authors' code (VDACs vmix_a2c.yaml)"),
     ("mappo", MAPPOConfig, "MAPPO: ratio clip, centralised critic V(s), shared parameters (EPyMARL defaults)",
      "Yu et al. 2022; EPyMARL mappo"),
     ("dpo", DPOConfig, "DPO: -ρÂ + β√·√KL + β_KL·KL with adaptive per-agent β (eq. 20-21), no sharing",
