@@ -28,7 +28,9 @@ TINY = {
     "dpo-ablation": {"tasks": "mpe:circle", "algos": "dpo-no-kl", "n_agents": "3", "seeds": "1", "steps": "400"},
     "dpo-smax": {"maps": "8m", "algos": "ippo", "seeds": "1", "steps": "400"},
 }
-HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"}}  # brax compiles for minutes: slow marker
+# brax compiles for minutes, and ReMIX's and VDAC's SMAX programs for ~4 (their cells: test_remix_smax_cells)
+HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"},
+         "remix-smax": {"maps": "3s_vs_5z", "algos": "remix,vdac-mix", "seeds": "1", "steps": "400"}}
 
 
 # presets whose tiny end-to-end run lives beside their algorithms' tests
@@ -118,3 +120,19 @@ def test_stochastic_game_optimum_full_size(tmp_path):
     rows = [r.split("|")[1:-1] for r in report.table.splitlines()[2:]]
     optimum, uniform = float(rows[0][1]), float(rows[1][1])
     assert optimum > uniform and np.isfinite(optimum)
+
+
+def test_remix_smax_cells():
+    from coopmarl.experiments import get_experiment
+
+    exp = get_experiment("remix-smax")
+    cells = exp.cells({**{k: v[0] for k, v in exp.options.items()}, "maps": "3s_vs_5z,MMM2", "algos": "all"})
+    assert {c.env for c in cells} == {"smax:3s_vs_5z", "smax:3s5z_vs_3s6z"}  # MMM2's stand-in
+    assert sorted({c.algo for c in cells}) == sorted(["remix", "qmix", "ow-qmix", "cw-qmix", "qplex", "vdac-mix",
+                                                       "fop", "dop"])
+    by = {(c.env, c.algo): c.overrides for c in cells}
+    remix, vdac = by["smax:3s_vs_5z", "remix"], by["smax:3s_vs_5z", "vdac-mix"]
+    assert remix["batch_size"] + remix["recent_batch_size"] == by["smax:3s_vs_5z", "qmix"]["batch_size"]
+    assert remix["last_action"] and remix["replay"] == "windows" and remix["total_steps"] == 40_000
+    # an actor-critic keeps its authors' settings but for the scale's collection sizes its config has
+    assert vdac == {"rollout_length": 25, "n_envs": 16, "total_steps": 40_000, "log_points": 20}

@@ -238,12 +238,29 @@ def clip_groups_by_norm(max_norm: float, groups: tuple[str, ...]) -> optax.Gradi
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def scale_groups(factors: dict[str, float]) -> optax.GradientTransformation:
+    """Multiply the updates of each named top-level group of a dict of parameters by its factor (stateless)."""
+
+    def update(updates, state, params=None):
+        del params
+        out = dict(updates)
+        for group, factor in factors.items():
+            out[group] = jax.tree.map(lambda u: (u * factor).astype(u.dtype), updates[group])
+        return out, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def optimizer(config) -> optax.GradientTransformation:
-    """Adam after the clipping stage (`gradient_clip`; `max_grad_norm` 0: no clipping)."""
-    clip = gradient_clip(config)
-    if clip is None:
-        return optax.adam(config.lr)
-    return optax.chain(clip, optax.adam(config.lr))
+    """Adam after the clipping stage (`gradient_clip`; `max_grad_norm` 0: no clipping). A config with a
+    `group_lrs` property ({top-level parameter group: step size}) gives those groups their own Adam step size (Adam's
+    step is linear in its step size, so scaling a group's updates by lr_group / lr is Adam at lr_group); the other
+    groups use `lr`."""
+    stages = [stage for stage in (gradient_clip(config), optax.adam(config.lr)) if stage is not None]
+    group_lrs = getattr(config, "group_lrs", None)
+    if group_lrs:
+        stages.append(scale_groups({group: lr / config.lr for group, lr in group_lrs.items()}))
+    return stages[0] if len(stages) == 1 else optax.chain(*stages)
 
 
 def _buffer(config):

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import jax
 import numpy as np
 
 from coopmarl.algos.base import get_algo
 from coopmarl.config import config_fields
 from coopmarl.errors import ConfigError
-from coopmarl.evaluation import evaluate_states
 from coopmarl.experiments import Cell, Report, choose, markdown_table, register_experiment
-from coopmarl.experiments.tables import estimate, improvement, iqm_ci, mean_sd, plot_cells
+from coopmarl.experiments.tables import estimate, improvement, iqm_ci, mean_sd, plot_cells, win_rate
 
 SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores) or paper (the paper's sizes and long runs; for a GPU)")}
 PAPER_STEPS_NOTE = ("The paper gives its training lengths only on its figures' x-axes (not in our text copy of it); "
@@ -480,15 +478,6 @@ SMAX_STEPS = {"cpu": 20_000, "paper": 10_000_000}
 SMAX_ENVS = {"cpu": 8, "paper": 64}
 
 
-def _win_rate(run, n_episodes: int = 32) -> np.ndarray:
-    """Each seed's win rate over `n_episodes` greedy episodes of its final policy, through the one evaluation
-    module: SMAX's `battle_won` at each episode's end (the bridge declares it in `eval_metrics`)."""
-    resolved, state = run.state()
-    keys = [jax.random.PRNGKey(10_000 + s) for s in run.result.seeds]
-    return np.asarray(evaluate_states(resolved.algo, resolved.env, resolved.config, state, keys,
-                                      n_episodes)["win_rate"], dtype=float)
-
-
 SMAX_ALGOS = ("dpo", "ippo", "iql", "dpo-no-sqrt", "dpo-no-kl")
 
 
@@ -515,7 +504,7 @@ def _smax_cells(opts: dict) -> list[Cell]:
 )
 def dpo_smax(runs, opts: dict) -> Report:
     _, _, steps, n_envs = _smax_setup(opts)
-    wins = {run.cell.path: _win_rate(run) for run in runs}
+    wins = {run.cell.path: win_rate(run) for run in runs}
     rows, plots = _env_table(runs, extra_cols=lambda run: [iqm_ci(estimate(wins[run.cell.path], run.label,
                                                                            run.cell.env, "win_rate"))])
     notes = []

@@ -16,7 +16,8 @@ import numpy as np
 
 from coopmarl import stats
 
-__all__ = ["STATS_NOTE", "estimate", "iqm_ci", "mean_sd", "improvement", "cell_score", "plot_cells", "write_outputs"]
+__all__ = ["STATS_NOTE", "estimate", "iqm_ci", "mean_sd", "improvement", "cell_score", "plot_cells", "write_outputs",
+           "win_rate"]
 
 STATS_NOTE = ("Statistics over seeds (each seed's value at the last logged point): IQM = interquartile mean with its "
               f"{stats.CONFIDENCE:.0%} stratified bootstrap interval [low, high] ({stats.DEFAULT_REPS:,} resamples; "
@@ -118,3 +119,16 @@ def write_outputs(report, runs, exp, opts: dict):
         metrics = [m for m in exp.metrics if m in logged] or ["eval_return"]
         if any(m in logged for m in metrics):
             aggregate([r.dir for r in cells], metrics, out=runs.out, plots=False)
+
+
+def win_rate(run, n_episodes: int = 32) -> np.ndarray:
+    """Each seed's win rate over `n_episodes` greedy episodes of its final policy (an SMAX run), through the one
+    evaluation module: SMAX's `battle_won` at each episode's end (the bridge declares it in `eval_metrics`)."""
+    import jax
+
+    from coopmarl.evaluation import evaluate_states
+
+    resolved, state = run.state()
+    keys = [jax.random.PRNGKey(10_000 + s) for s in run.result.seeds]
+    return np.asarray(evaluate_states(resolved.algo, resolved.env, resolved.config, state, keys,
+                                      n_episodes)["win_rate"], dtype=float)

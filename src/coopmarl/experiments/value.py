@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from coopmarl import exact
+from coopmarl.algos.base import get_algo
+from coopmarl.config import config_fields
 from coopmarl.envs.registry import make
 from coopmarl.experiments import Cell, Report, choose, markdown_table, register_experiment
-from coopmarl.experiments.tables import estimate, iqm_ci, mean_sd, plot_cells
+from coopmarl.experiments.tables import estimate, improvement, iqm_ci, mean_sd, plot_cells, win_rate
 
 SCALE = {"scale": ("cpu", "cpu (default, ≤ 30 min on 2 cores) or paper (the papers' step counts; for a GPU)")}
 
@@ -174,12 +176,21 @@ REMIX_RECENT = {"paper": {"recent_buffer_size": 64, "recent_batch_size": 32},
                 "cpu": {"recent_buffer_size": 32, "recent_batch_size": 4}}
 
 
-REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Fig. 1
+REMIX_BASELINES = ("remix", "qmix", "ow-qmix", "cw-qmix", "qplex")  # ReMIX Figs. 1-2: the value-based ones
+# ... and its actor-critic baselines (ReMIX §5, App. D.2), each with its authors' settings (`_remix_overrides`)
+REMIX_ACTOR_CRITICS = ("vdac-mix", "fop", "dop")
+REMIX_ALGOS = REMIX_BASELINES + REMIX_ACTOR_CRITICS
 REMIX_TERMS = ("bellman_error", "underestimation", "mixer_gradient", "on_policy")  # Thm 1's four terms
 
 
 def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str = "") -> dict:
+    """A cell's settings: pymarl2's core (`PYMARL2`) and the scale's for the value-based algorithms; an
+    actor-critic baseline keeps its own authors' settings, taking only the scale's collection and replay sizes
+    its config has (at cpu scale: the same envs, windows, batch and buffer as the others)."""
     extra = extra or {}
+    if algo in REMIX_ACTOR_CRITICS:
+        keys = config_fields(get_algo(algo).config_cls)
+        return {**{k: v for k, v in REMIX_SCALES[scale].items() if k in keys}, **extra}
     o = dict(PYMARL2)
     if env.startswith("predator-prey"):
         o.update(PYMARL2_PP)
@@ -190,9 +201,9 @@ def _remix_overrides(algo: str, scale: str, extra: dict | None = None, env: str 
     return {**o, **extra}
 
 
-def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]]) -> list[Cell]:
+def _pp_cells(opts: dict, settings: list[tuple[str, str, dict, str]], steps_by_scale=REMIX_STEPS) -> list[Cell]:
     """The cells of a ReMIX preset: (env, algo, extra overrides, label) each."""
-    steps, scale = _steps(opts, REMIX_STEPS), opts["scale"]
+    steps, scale = _steps(opts, steps_by_scale), opts["scale"]
     return [Cell(f"{env.replace(':', '_')}/{label}", algo, env, {**_remix_overrides(algo, scale, extra, env),
                                                                  "total_steps": steps, "log_points": 20},
                  opts["seeds"], label=label) for env, algo, extra, label in settings]
@@ -255,12 +266,14 @@ def _ablation_settings(opts: dict) -> list[tuple]:
 
 @register_experiment(
     "remix-predator-prey",
-    "ReMIX Fig. 1: ReMIX vs QMIX, OW-QMIX, CW-QMIX, QPLEX on predator-prey with punishment p ∈ {0, −0.5, −1.5, −2}",
+    "ReMIX Fig. 1: ReMIX vs QMIX, OW-QMIX, CW-QMIX, QPLEX (and VDAC, FOP, DOP) on predator-prey with punishment "
+    "p ∈ {0, −0.5, −1.5, −2}",
     {**REMIX_SCALE, "seeds": (2, "seeds per run"), "steps": (0, "env steps per run (0 = the scale's)"),
      "punishments": ("0,-0.5,-1.5,-2", "comma-separated punishments p"),
-     "algos": ("all", f"comma-separated subset of {', '.join(REMIX_BASELINES)}, or all")},
+     "algos": (",".join(REMIX_BASELINES), f"comma-separated subset of {', '.join(REMIX_ALGOS)}, or all (Fig. 1's "
+                                          "seven, with both WQMIX variants)")},
     cells=lambda opts: _pp_cells(opts, [(f"predator-prey:p{p:g}", algo, {}, algo) for p in _punishments(opts)
-                                        for algo in choose(opts["algos"], REMIX_BASELINES, "algorithm")]),
+                                        for algo in choose(opts["algos"], REMIX_ALGOS, "algorithm")]),
 )
 def remix_predator_prey(runs, opts: dict) -> Report:
     return _pp_report(runs, opts, "ReMIX Fig. 1: predator-prey")
@@ -309,3 +322,56 @@ def _weight_heatmap(result, path: Path) -> str:
     fig.colorbar(im, ax=ax, label="share of transitions")
     save_figure(fig, path)
     return path.name
+
+
+# ---- SMAX (the SMAC stand-in; ReMIX Fig. 2) ---------------------------------------------------------------
+
+# ReMIX Fig. 2's SMAC maps (§5.2 names five of its six: one easy, two hard, three super hard) -> SMAX heuristic-enemy
+# maps. SMAX has no colossi, medivacs or marauders on these maps and no terrain: 1c3s5z runs 3s5z (its stalkers and
+# zealots without the colossus), MMM2 runs 3s5z_vs_3s6z (super hard, heterogeneous, outnumbered; as dpo-smax does);
+# 3s_vs_5z and 6h_vs_8z exist as such. corridor (6 zealots vs 24 zerglings in a corridor) has no SMAX counterpart,
+# nor has the unnamed second hard map.
+REMIX_SMAX_MAPS = {"1c3s5z": "3s5z", "3s_vs_5z": "3s_vs_5z", "6h_vs_8z": "6h_vs_8z", "MMM2": "3s5z_vs_3s6z"}
+REMIX_SMAX_STEPS = {"cpu": 40_000, "long": 500_000, "paper": 2_000_000}
+
+
+@register_experiment(
+    "remix-smax",
+    "ReMIX Fig. 2: ReMIX vs QMIX, OW/CW-QMIX, QPLEX, VDAC, FOP and DOP on SMAX stand-ins of 1c3s5z, 3s_vs_5z, "
+    "6h_vs_8z and MMM2: win rate and return",
+    {**REMIX_SCALE, "seeds": (2, "seeds per run; the paper uses 4"),
+     "steps": (0, "env steps per run (0 = the scale's: " + ", ".join(f"{k} {v:,}" for k, v in REMIX_SMAX_STEPS.items())
+               + ")"),
+     "maps": ("3s_vs_5z", f"comma-separated SMAC map names of Fig. 2 ({', '.join(REMIX_SMAX_MAPS)}) or all"),
+     "algos": ("all", f"comma-separated subset of {', '.join(REMIX_ALGOS)}, or all")},
+    cells=lambda opts: _pp_cells(opts, [(f"smax:{REMIX_SMAX_MAPS[m]}", algo, {}, algo)
+                                        for m in choose(opts["maps"], REMIX_SMAX_MAPS, "map")
+                                        for algo in choose(opts["algos"], REMIX_ALGOS, "algorithm")],
+                                 REMIX_SMAX_STEPS),
+)
+def remix_smax(runs, opts: dict) -> Report:
+    rows, plots, notes = [], [], []
+    for env, group in runs.by_group().items():
+        wins = {run.label: win_rate(run) for run in group}
+        for run in group:
+            rows.append([env, run.label, iqm_ci(estimate(wins[run.label], run.label, env, "win_rate")),
+                         _scores(run)[1][0], iqm_ci(estimate(run.final("train_return"), run.label, env,
+                                                             "train_return"))])
+        plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_')}.png", ["eval_return", "train_return"], env))
+        for other in (label for label in wins if label != "remix"):
+            if "remix" in wins:
+                notes.append(f"{env}: win rate {improvement(wins['remix'], wins[other], 'ReMIX', other, env, 'win_rate')}.")
+    steps, scale = _steps(opts, REMIX_SMAX_STEPS), opts["scale"]
+    notes += [
+        "SMAX (JaxMARL's JAX SMAC with heuristic enemies) stands in for SMAC (StarCraft II, difficulty 7 in the paper): "
+        "1c3s5z runs 3s5z (no colossi in SMAX), MMM2 runs 3s5z_vs_3s6z (no medivacs or marauders); corridor has no SMAX "
+        "counterpart. Rewards are SMAX's, not SMAC's.",
+        f"{steps:,} env steps per run, {opts['seeds']} seeds ({SCALE_NOTES[scale]}). VDAC, FOP and DOP keep their "
+        "authors' settings, with the scale's envs, windows, batch and buffer where they have those keys.",
+        "win rate = fraction of 32 greedy episodes per seed that end with every enemy dead and an ally alive.",
+        "The paper (Fig. 2, §5.2): ReMIX has the highest win rate on 3s_vs_5z, 6h_vs_8z and MMM2; the value-based "
+        "methods (ReMIX, QMIX, WQMIX, QPLEX) beat VDAC, DOP and FOP on the super hard maps.",
+    ]
+    return Report("ReMIX Fig. 2: SMAX stand-ins for SMAC", markdown_table(
+        ["map", "algorithm", "win rate (greedy), IQM [95% CI]", "greedy return, IQM [95% CI]",
+         "train return, IQM [95% CI]"], rows), notes, plots)
