@@ -102,3 +102,20 @@ def test_trains_on_lbf(algo):
     final = result.final()
     loss = final["critic_loss"] if algo == "coma" else final["value_loss"]
     assert np.isfinite(loss).all() and np.isfinite(final["policy_loss"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["predator-prey:p-2", "mpe:spread", "smax:3m", "tensor", "three-state"])
+@pytest.mark.parametrize("algo", ["coma", "vdac-sum", "vdac-mix", "dop", "fop"])
+def test_actor_critics_train_on_every_discrete_env_family(algo, env):
+    small = ["n_envs=2", "rollout_length=10"]
+    if algo in ("dop", "fop"):
+        small += ["batch_size=4", "buffer_size=8", "agent=mlp"]
+    if algo == "dop":
+        small += ["recent_buffer_size=4", "recent_batch_size=2"]
+    r = resolve(algo, env, small)
+    result = train(r.algo, r.env, r.config, RunConfig(total_steps=160, n_seeds=1, log_points=2, eval_episodes=1),
+                   progress=False)
+    final = result.final()
+    loss = {"coma": "critic_loss", "dop": "critic_loss", "fop": "loss"}.get(algo, "value_loss")
+    assert np.isfinite(final[loss]).all() and np.isfinite(final["eval_return"]).all()

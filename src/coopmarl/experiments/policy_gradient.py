@@ -474,7 +474,7 @@ def dpo_ablation(runs, opts: dict) -> Report:
 # SMAC maps of Fig. 4 -> SMAX heuristic-enemy maps. SMAX has no medivacs or marauders, so MMM2 has no SMAX
 # version; 3s5z_vs_3s6z (also SMAC "super hard", heterogeneous, outnumbered) stands in for it.
 SMAX_MAPS = {"2s3z": "2s3z", "8m": "8m", "3s5z": "3s5z", "27m_vs_30m": "27m_vs_30m", "MMM2": "3s5z_vs_3s6z"}
-SMAX_STEPS = {"cpu": 20_000, "paper": 10_000_000}
+SMAX_STEPS = {"cpu": 50_000, "paper": 10_000_000}  # cpu: ~15 min for the default 4 cells on 2 cores
 SMAX_ENVS = {"cpu": 8, "paper": 64}
 
 

@@ -358,9 +358,15 @@ def remix_smax(runs, opts: dict) -> Report:
                          _scores(run)[1][0], iqm_ci(estimate(run.final("train_return"), run.label, env,
                                                              "train_return"))])
         plots.append(plot_cells(group, runs.out / f"{env.replace(':', '_')}.png", ["eval_return", "train_return"], env))
+        if "remix" not in wins:
+            continue
+        greedy = {run.label: _scores(run)[0] for run in group}
+        any_win = any(np.any(w > 0) for w in wins.values())
         for other in (label for label in wins if label != "remix"):
-            if "remix" in wins:
-                notes.append(f"{env}: win rate {improvement(wins['remix'], wins[other], 'ReMIX', other, env, 'win_rate')}.")
+            text = f"greedy return {improvement(greedy['remix'], greedy[other], 'ReMIX', other, env, 'eval_return')}"
+            if any_win:  # (with no win anywhere, every P(win rate) is 0.5 and says nothing)
+                text += f"; win rate {improvement(wins['remix'], wins[other], 'ReMIX', other, env, 'win_rate')}"
+            notes.append(f"{env}: {text}.")
     steps, scale = _steps(opts, REMIX_SMAX_STEPS), opts["scale"]
     notes += [
         "SMAX (JaxMARL's JAX SMAC with heuristic enemies) stands in for SMAC (StarCraft II, difficulty 7 in the paper): "
