@@ -232,6 +232,9 @@ def _pp_report(runs, opts: dict, title: str) -> Report:
              "the same number of windows per gradient step (ReMIX: a quarter of them from its recent-windows buffer), "
              "on raw rewards, with each agent's previous action in its input (pymarl2 `obs_last_action`) and, on "
              "predator-prey, no agent id."]
+    if any(run.cell.algo in REMIX_ACTOR_CRITICS for run in runs):
+        notes.append("VDAC-mix, FOP and DOP keep their authors' settings (`coopmarl list algos NAME`), with the scale's "
+                     "envs, windows, batch and replay where they have those keys.")
     return Report(title, markdown_table(["env", "algorithm", "greedy return, IQM [95% CI]", "mean ± sd",
                                          "train return, IQM [95% CI]"], rows), notes, plots)
 
