@@ -19,7 +19,6 @@ TINY = {
     "maosql-lbf": {"tasks": "lbf:5x5-2p-1f-coop", "algos": "maosdqn,qmix", "seeds": "1", "steps": "400"},
     "remix-predator-prey": {"punishments": "-2", "algos": "remix", "seeds": "1", "steps": "800"},
     "remix-ablation": {"terms": "on_policy", "seeds": "1", "steps": "800"},
-    "remix-weight-range": {"weights": "0.5", "seeds": "1", "steps": "800"},
     "dpo-dtarget": {"n_states": "4", "n_agents": "2", "n_actions": "2", "targets": "0.1", "seeds": "1",
                     "steps": "128"},
     "dpo-delta-omega": {"n_states": "4", "n_agents": "2", "n_actions": "2", "grid": "3:6", "seeds": "1",
@@ -29,7 +28,9 @@ TINY = {
     "dpo-smax": {"maps": "8m", "algos": "ippo", "seeds": "1", "steps": "400"},
 }
 # brax compiles for minutes, and ReMIX's and VDAC's SMAX programs for ~4 (their cells: test_remix_smax_cells)
+# remix-weight-range shares remix-ablation's cells and report (_pp_cells, _pp_report), which run in the default run
 HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"},
+         "remix-weight-range": {"weights": "0.5", "seeds": "1", "steps": "800"},
          "remix-smax": {"maps": "3s_vs_5z", "algos": "remix,vdac-mix", "seeds": "1", "steps": "400"}}
 
 

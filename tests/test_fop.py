@@ -176,6 +176,7 @@ def test_fop_solves_a_monotonic_game():
     np.testing.assert_allclose(result.final()["eval_return"], 15.0)
 
 
+@pytest.mark.slow  # FOP trains in the default run on the matrix game above (tests/test_actor_critics.py: every env family)
 def test_fop_trains_on_lbf():
     # the default recurrent actors, with one critic (the matrix-game run above trains the default two) to keep it quick
     r = resolve("fop", "lbf:5x5-2p-1f-coop", ["n_envs=2", "rollout_length=10", "batch_size=4", "buffer_size=8",

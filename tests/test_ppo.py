@@ -270,7 +270,7 @@ def test_shared_parameters_use_the_agent_id():
 
 
 def test_presets_are_registered_with_their_defaults():
-    names = {"ia2c", "maa2c", "ippo", "ippo-kl", "mappo", "dpo", "dpo-no-sqrt", "dpo-no-kl"}
+    names = {"ia2c", "maa2c", "ippo", "ippo-kl", "mappo", "dpo", "dpo-no-sqrt", "dpo-no-kl", "vdac-sum", "vdac-mix"}
     assert set(ppo.ALGOS) == names
     for algo in ppo.ALGOS.values():
         assert set(algo.requires) == {"discrete", "continuous"} and algo.update is ppo.update
@@ -281,6 +281,11 @@ def test_presets_are_registered_with_their_defaults():
     assert (m.loss, m.critic, m.share_parameters) == ("clip", "central", True)
     assert ppo.ALGOS["dpo-no-kl"].default_config().kl_coef_init == 0.0
     assert ppo.ALGOS["ia2c"].default_config().critic == "local"
+    v = ppo.ALGOS["vdac-mix"].default_config()  # VDAC: A2C on a decomposed team value, the critic fixed by the name
+    assert (v.loss, v.critic, v.n_epochs, v.gae_lambda, v.normalize_advantages) == ("a2c", "mix", 1, 0.8, False)
+    assert ppo.ALGOS["vdac-sum"].default_config().critic == "sum"
+    with pytest.raises(TypeError, match="critic"):
+        ppo.VDACSumConfig(critic="local")
 
 
 def test_config_validation_names_the_choices():
