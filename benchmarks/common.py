@@ -46,6 +46,30 @@ def measure_env(env, n_envs: int, steps: int, auto_reset: bool = True, repeats: 
                 steps_per_s=steps * n_envs / run_s)
 
 
+def measure_training(algo_name: str, env_name: str, seeds: int, iters: int, overrides: list[str]) -> dict:
+    """Training env steps/s of `seeds` vmapped seeds: `iters` iterations (collect + update) compiled as one chunk,
+    timed on a second call (compile time apart). An off-policy learner's replay is filled first, so that every timed
+    iteration takes its gradient steps."""
+    from coopmarl.config import resolve
+    from coopmarl.results import iteration_size
+    from coopmarl.runner import build_chunk
+
+    r = resolve(algo_name, env_name, overrides)
+    t, e = iteration_size(r.algo, r.config, r.env.spec)
+    init_fn, chunk_fn = build_chunk(r.algo, r.env, r.config, iters)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(seeds)])
+    carry = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))(None, keys)
+    if hasattr(r.config, "batch_size"):  # fill the replay first
+        warm = jax.jit(jax.vmap(build_chunk(r.algo, r.env, r.config, max(1, r.config.batch_size // e + 1))[1],
+                                in_axes=(None, 0)))
+        carry = jax.block_until_ready(warm(None, carry)[0])
+    chunk = jax.vmap(chunk_fn, in_axes=(None, 0))
+    compile_s, run_s = time_compiled(lambda key: jax.tree.leaves(chunk(None, carry)[1]))
+    steps = iters * t * e * seeds
+    return dict(seeds=seeds, steps=steps, compile_s=compile_s, run_s=run_s, steps_per_s=steps / run_s,
+                updates_per_s=iters * seeds / run_s, n_envs=e, window=t)
+
+
 def time_compiled(run, repeats: int = 1) -> tuple[float, float]:
     """(compile seconds: the first call, run seconds: the median of `repeats` later calls, each with
     its own key) of `jax.jit(run)(key)`."""

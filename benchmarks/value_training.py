@@ -14,31 +14,10 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import measure_env, time_compiled  # noqa: E402
+from common import measure_env, measure_training  # noqa: E402
 
-from coopmarl.config import resolve  # noqa: E402
-from coopmarl.results import iteration_size  # noqa: E402
-from coopmarl.runner import build_chunk  # noqa: E402
-
-
-def measure_training(algo_name: str, env_name: str, seeds: int, iters: int, overrides: list[str]) -> dict:
-    r = resolve(algo_name, env_name, overrides)
-    t, e = iteration_size(r.algo, r.config, r.env.spec)
-    init_fn, chunk_fn = build_chunk(r.algo, r.env, r.config, iters)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(seeds)])
-    carry = jax.jit(jax.vmap(init_fn, in_axes=(None, 0)))(None, keys)
-    # fill the buffer first so that every timed iteration takes a gradient step
-    warm = jax.jit(jax.vmap(build_chunk(r.algo, r.env, r.config, max(1, r.config.batch_size // e + 1))[1],
-                            in_axes=(None, 0)))
-    carry = jax.block_until_ready(warm(None, carry)[0])
-    chunk = jax.vmap(chunk_fn, in_axes=(None, 0))
-    compile_s, run_s = time_compiled(lambda key: chunk(None, carry)[1]["loss"])
-    steps = iters * t * e * seeds
-    return dict(seeds=seeds, steps=steps, compile_s=compile_s, run_s=run_s, steps_per_s=steps / run_s,
-                updates_per_s=iters * seeds / run_s, n_envs=e, window=t)
 
 
 def main(argv=None):
