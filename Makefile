@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install bench bench-envs docs clean
+.PHONY: demo test test-slow install bench bench-envs docs device-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ bench-envs: $(STAMP)
 ## docs: set up, then build the documentation site into build/site (mkdocs --strict: a warning fails; ~5 s)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+## device-wheels: wheels of the dependencies the GPU machine's image lacks, into .whl/ (git-ignored), for
+## benchmarks/device_check.sh (run it there with `.whl` carried); flashbax's and tensorboardX's own needs are there
+device-wheels: $(STAMP)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: -d .whl \
+		flashbax==$$($(PY) -c 'import importlib.metadata as m; print(m.version("flashbax"))') \
+		tensorboardX==$$($(PY) -c 'import importlib.metadata as m; print(m.version("tensorboardX"))')
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

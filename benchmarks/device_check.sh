@@ -12,7 +12,8 @@
 #   --runs      where the presets' run directories go (default runs/device; rerunning continues them)
 #
 # Setup: PYTHON (default: .venv/bin/python if there, else python3) must import jax, flax and optax. Wheels of the
-# missing pure-Python dependencies (flashbax, tensorboardX, ...) in ./.whl are installed to /tmp/site first, and
+# missing pure-Python dependencies in ./.whl (`make device-wheels`: flashbax, tensorboardX) are installed to /tmp/site
+# first (on the lent GPU machine: carry `.whl`, run `bash benchmarks/device_check.sh`, read $OUT/device_check.md), and
 # src/ is put on PYTHONPATH, so a machine without network needs no install of coopmarl itself. Where jax sees no
 # GPU, the script tries `pip install -e .[cuda]` once (needs network) and says so if that fails.
 set -uo pipefail
