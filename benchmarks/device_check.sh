@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --budget) BUDGET="$2"; shift ;;
     --results) RESULTS="$2"; shift ;;
     --runs) RUNS="$2"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "device_check.sh: unknown option $1 (valid: --dry-run, --budget SECONDS, --results FILE, --runs DIR)" >&2
        exit 2 ;;
   esac
