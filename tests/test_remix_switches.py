@@ -9,7 +9,7 @@ import pytest
 
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos import qmix
-from coopmarl.algos.base import get_algo
+from coopmarl.algos.base import get_algo, taken
 from coopmarl.config import ConfigError, resolve
 from coopmarl.experiments import value
 from coopmarl.nets.mixers import CentralMixer
@@ -136,7 +136,7 @@ def test_cw_values_the_greedy_action_with_the_chosen_central_network(which):
     expected = {}
     for name, params in (("target", target), ("online", online)):
         q, _ = op.unroll_batch(agents, params["central_agents"], batch)
-        expected[name] = qmix._mix(central, params["central"], qmix._take(q, greedy), batch.global_state, greedy,
+        expected[name] = qmix._mix(central, params["central"], taken(q, greedy), batch.global_state, greedy,
                                    spec.n_actions, None)
     np.testing.assert_allclose(got, expected[which], rtol=1e-5)
     assert not np.allclose(expected["target"], expected["online"])

@@ -146,3 +146,16 @@ def sample_actions(key: jax.Array, probs: jax.Array) -> jax.Array:
 def last_transition(data: Transition) -> Transition:
     """The single newest transition of a [T, E] batch (tabular learners update on it alone)."""
     return jax.tree.map(lambda x: x[-1, 0], data)
+
+
+def taken(values: jax.Array, actions: jax.Array) -> jax.Array:
+    """Each agent's value of its action: values [..., A] at actions [...] (int) -> [...]."""
+    return jnp.take_along_axis(values, actions[..., None], -1)[..., 0]
+
+
+def policy_table(spec, probs: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+    """The product policy [N, S, A] of decentralised policies on a tabular game (one-hot state observations), for
+    the runner's exact evaluation: `probs(obs [S, N, S], avail [S, N, A]) -> [S, N, A]` evaluated at every state."""
+    n_states = spec.obs_dim
+    obs = jnp.broadcast_to(jnp.eye(n_states)[:, None, :], (n_states, spec.n_agents, n_states))
+    return jnp.swapaxes(probs(obs, jnp.ones((n_states, spec.n_agents, spec.n_actions), bool)), 0, 1)

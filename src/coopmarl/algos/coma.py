@@ -39,7 +39,7 @@ from flax import struct
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.base import Algorithm, policy_table, register_algo, taken
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.algos.ppo import clip_grad_norm
 from coopmarl.envs.core import EnvSpec
@@ -114,8 +114,7 @@ def q_values(spec, config, critic_params, global_state, obs, actions):
 
 def counterfactual_advantage(q, probs, actions):
     """COMA eq. (4): A^a = Q(s, u) − Σ_{u′} π^a(u′|τ^a) Q(s, (u^{-a}, u′)). q, probs [..., N, A]; actions [..., N]."""
-    q_taken = jnp.take_along_axis(q, actions[..., None], -1)[..., 0]
-    return q_taken - jnp.sum(probs * q, -1)
+    return taken(q, actions) - jnp.sum(probs * q, -1)
 
 
 def init(key, spec: EnvSpec, config: COMAConfig, model=None) -> COMAState:
@@ -140,10 +139,8 @@ def act(state: COMAState, obs, avail_actions, key, *, explore: bool, config: COM
 
 def policy(state: COMAState, config: COMAConfig):
     """Tabular games (one-hot state observations): the policy table [N, S, A] for exact evaluation."""
-    spec = state.spec
-    obs = jnp.broadcast_to(jnp.eye(spec.obs_dim)[:, None, :], (spec.obs_dim, spec.n_agents, spec.obs_dim))
-    pi = _policy(spec, config, state.actor_params, obs, jnp.ones((spec.obs_dim, spec.n_agents, spec.n_actions), bool))
-    return jnp.swapaxes(pi.probs(), 0, 1)
+    return policy_table(state.spec, lambda obs, avail: _policy(state.spec, config, state.actor_params, obs,
+                                                                avail).probs())
 
 
 def next_joint_actions(data, sampled):
@@ -164,15 +161,14 @@ def update(state: COMAState, data, key, *, config: COMAConfig):
     # critic: TD(λ) targets from the target critic's Q̄(s_{t+1}, u_{t+1}), the team reward for every agent
     q_bar_next = q_values(spec, config, state.target_critic_params, data.next_global_state, data.next_obs,
                           next_actions)
-    next_value = jnp.take_along_axis(q_bar_next, next_actions[..., None], -1)[..., 0]  # [T, E, N]
+    next_value = taken(q_bar_next, next_actions)  # [T, E, N]
     reward = jnp.broadcast_to(data.team[..., None], next_value.shape)
     targets = jax.lax.stop_gradient(op.lambda_returns(reward, data.terminated, data.done, next_value,
                                                       config.gamma, config.td_lambda))
 
     def critic_loss(params):
         q = q_values(spec, config, params, data.global_state, data.obs, data.actions)
-        q_taken = jnp.take_along_axis(q, data.actions[..., None], -1)[..., 0]
-        return jnp.mean((q_taken - targets) ** 2), q
+        return jnp.mean((taken(q, data.actions) - targets) ** 2), q
 
     (c_loss, q), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
     advantages = jax.lax.stop_gradient(counterfactual_advantage(q, pi.probs(), data.actions))  # COMA eq. (4)

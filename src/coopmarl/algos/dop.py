@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.base import Algorithm, register_algo, taken
 
 MASKED = -1e10  # the logit / log-probability of an unavailable action
 
@@ -257,12 +257,9 @@ def policy_gradient_loss(log_pi, q, k, actions):
     gradient theorem). log_pi, q [..., N, A]; k, actions [..., N]; Q and k are constants."""
     q, k = jax.lax.stop_gradient(q), jax.lax.stop_gradient(k)
     baseline = jnp.sum(jax.lax.stop_gradient(jnp.exp(log_pi)) * q, -1)
-    advantage = _take(q, actions) - baseline
-    return -jnp.mean(k * advantage * _take(log_pi, actions))
+    advantage = taken(q, actions) - baseline
+    return -jnp.mean(k * advantage * taken(log_pi, actions))
 
-
-def _take(x, actions):
-    return jnp.take_along_axis(x, actions[..., None], -1)[..., 0]
 
 
 def loss_fn(params, target_params, batch, key, config, env_steps):
@@ -280,15 +277,15 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
 
     q = local_qs(critic, used["q"], batch.global_state, batch.obs)  # Q^i(τ_t, ·)
     k, b = mixer.apply(used["mixer"], batch.global_state)
-    q_tot = mix(k, b, _take(q, batch.actions))  # [B + Br, T]
+    q_tot = mix(k, b, taken(q, batch.actions))  # [B + Br, T]
 
     # targets: the target critic and mixer, the current policy (all constants)
     tk, tb = mixer.apply(target["mixer"], batch.global_state)
     tk_next, tb_next = mixer.apply(target["mixer"], batch.next_global_state)
-    target_taken = mix(tk, tb, _take(local_qs(critic, target["q"], batch.global_state, batch.obs), batch.actions))
+    target_taken = mix(tk, tb, taken(local_qs(critic, target["q"], batch.global_state, batch.obs), batch.actions))
     tq_next = local_qs(critic, target["q"], batch.next_global_state, batch.next_obs)
     next_expected = mix(tk_next, tb_next, jnp.sum(pi_next * tq_next, -1))  # E_π Q̄_tot(τ_{t+1}, ·), O(N|A|)
-    pi_joint = jnp.prod(_take(pi, batch.actions), -1)
+    pi_joint = jnp.prod(taken(pi, batch.actions), -1)
 
     done = jnp.logical_or(batch.terminated, batch.truncated)
     terminated = (batch.terminated if config.truncation_bootstrap else done).astype(jnp.float32)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, linear_schedule, register_algo
+from coopmarl.algos.base import Algorithm, linear_schedule, register_algo, taken
 from coopmarl.nets.distributions import MASKED_LOGIT
 from coopmarl.nets.q import Agents
 
@@ -193,9 +193,6 @@ def policy_terms(logits, avail, q, temperature) -> jax.Array:
     return jnp.sum(jnp.where(avail, jnp.exp(log_pi) * (t * log_pi - q), 0.0), axis=-1)
 
 
-def _take(x, actions):
-    return jnp.take_along_axis(x, actions[..., None], -1)[..., 0]
-
 
 # ---- networks, init, act ---------------------------------------------------------------------------------
 
@@ -256,7 +253,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
         q = critic.apply(p["q"], jnp.zeros(obs.shape[:-1] + (1,)), obs)[1]
         lam, v_state = mixer.apply(p["mixer"], state, jax.nn.one_hot(actions, n_actions))
         v = soft_value(q, avail_, agent_temperatures(alpha, lam, config))
-        return factorised_q_tot(_take(q, actions), v, lam, v_state, config.critic_gradient), q, lam
+        return factorised_q_tot(taken(q, actions), v, lam, v_state, config.critic_gradient), q, lam
 
     logits, next_logits = op.unroll_batch(actor, params["actor"], batch)  # [B, T, N, A]
     next_log_pi = jax.lax.stop_gradient(jax.nn.log_softmax(jnp.where(next_avail, next_logits, MASKED_LOGIT), -1))
@@ -265,7 +262,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     # soft TD target from the target critics, min over the two (clipped double Q)
     next_tot = jnp.min(jnp.stack([q_tot(target_params[c], batch.next_obs, batch.next_global_state, next_actions,
                                         next_avail)[0] for c in config.critics]), 0)
-    target = jax.lax.stop_gradient(soft_td_targets(batch, next_tot, _take(next_log_pi, next_actions), alpha, config))
+    target = jax.lax.stop_gradient(soft_td_targets(batch, next_tot, taken(next_log_pi, next_actions), alpha, config))
 
     critic_loss, per_agent_q, lams, tots = 0.0, [], [], []
     for c in config.critics:

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.base import Algorithm, register_algo, taken
 
 EXACT_MAX_JOINT_ACTIONS = 32  # qhat_estimator="auto": exact up to this many joint actions (see the module doc)
 EXP_HEADROOM = 20.0  # the largest β(Q − c) exponentiated: e^20 ≈ 5e8, whose square (Adam's moment) fits float32
@@ -268,14 +268,14 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     else:
         # L_Q̂(ψ): a ~ ζ_ψ̄(·|s), drawn afresh for every replayed state
         sampled = jax.random.categorical(key, jnp.log(probs), axis=-1).astype(jnp.int32)  # [B, T, N]
-        q_hat_sampled = jnp.take_along_axis(q_hat, sampled[..., None], -1)[..., 0]  # [B, T, N]
+        q_hat_sampled = taken(q_hat, sampled)  # [B, T, N]
         q_tilde_sampled = q_crit(critic_params, batch.global_state, sampled)  # [B, T]
         c = exp_shift(q_hat_sampled, q_tilde_sampled, config, level)
         actor_loss = jnp.mean(optimistic_actor_loss(q_hat_sampled, q_tilde_sampled, beta, c))
 
     # L_extra(ψ): no agent's value of its greedy action above the critic's value of the greedy joint action
     greedy = op.masked_argmax(jax.lax.stop_gradient(q_hat), avail)
-    q_hat_greedy = jnp.take_along_axis(q_hat, greedy[..., None], -1)[..., 0]
+    q_hat_greedy = taken(q_hat, greedy)
     q_tilde_greedy = q_crit(critic_params, batch.global_state, greedy)
     extra_loss = jnp.mean(jnp.maximum(q_hat_greedy - q_tilde_greedy[..., None], 0.0) ** 2)
     extra_loss = extra_loss * jnp.exp(-beta * c)  # the same e^{−βc} as L_Q̂: ψ's step keeps the paper's direction

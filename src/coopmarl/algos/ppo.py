@@ -20,7 +20,7 @@ collected the batch). The KL coefficients adapt once per update and per agent (D
 
 A decomposed critic ("sum", "mix"; fixed by VDAC's classes) learns V_tot from the team reward, and every
 agent's advantage is the team's Â = G^λ − V_tot(s): VDAC's actor gradient E[∇ log π^i(u^i|τ^i) (r + γV_tot(s′) −
-V_tot(s))] (VDAC's actor gradient, both variants) with TD(λ) targets, which is GAE(γ, λ) here (the λ-return minus V is GAE's Â).
+V_tot(s))] with TD(λ) targets (both variants), which is GAE(γ, λ) here (the λ-return minus V is GAE's Â).
 
 DPO's eq. (20) maximises (1/N) L^i − β√ √KL − β_KL KL; like REFERENCE.md's loss (the authors' code) we
 drop the 1/N — with adaptive coefficients it only rescales β. A coefficient initialised at 0 stays 0:
@@ -57,7 +57,7 @@ import optax
 from flax import struct
 
 from coopmarl.algos import fields
-from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.base import Algorithm, policy_table, register_algo
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.envs.core import EnvSpec
 from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
@@ -416,10 +416,8 @@ def act(state: PGState, obs, avail_actions, key, *, explore: bool, config: PGCon
 
 def policy(state: PGState, config: PGConfig):
     """Tabular games (one-hot state observations): the policy table [N, S, A] for exact evaluation."""
-    spec = state.spec
-    obs = jnp.broadcast_to(jnp.eye(spec.obs_dim)[:, None, :], (spec.obs_dim, spec.n_agents, spec.obs_dim))
-    pi = _policy(spec, config, state.actor_params, obs, jnp.ones((spec.obs_dim, spec.n_agents, spec.n_actions), bool))
-    return jnp.swapaxes(pi.probs(), 0, 1)
+    return policy_table(state.spec, lambda obs, avail: _policy(state.spec, config, state.actor_params, obs,
+                                                                avail).probs())
 
 
 # ---- advantages ------------------------------------------------------------------------------------------

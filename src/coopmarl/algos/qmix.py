@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo
+from coopmarl.algos.base import Algorithm, register_algo, taken
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.nets.mixers import CentralMixer, QMixer, QPLEXMixer, VDNMixer
 
@@ -353,9 +353,6 @@ def remix_policy_probs(q, avail, config, env_steps):
     return op.epsilon_greedy_probs(q, avail, op.epsilon(config, env_steps))
 
 
-def _take(q, actions):
-    return jnp.take_along_axis(q, actions[..., None], -1)[..., 0]
-
 
 def loss_fn(params, target_params, batch, key, config, env_steps):
     spec_n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
@@ -363,7 +360,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     mixer = make_mixer(config, spec_n)
     q, q_next = op.unroll_batch(agents, params["agents"], batch)
     _, tq_next = op.unroll_batch(agents, target_params["agents"], batch)
-    taken = _take(q, batch.actions)  # [B, T, N]
+    q_taken = taken(q, batch.actions)  # [B, T, N]
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
     mask = op.step_mask(batch, config)  # [B, T]: the steps that count (None: all; `replay`)
     mean = lambda x: op.masked_mean(x, mask)  # noqa: E731
@@ -372,12 +369,12 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     if config.weighting == "none":
         # next actions: online greedy (double Q) or target greedy
         next_actions = op.masked_argmax(jax.lax.stop_gradient(q_next) if config.double_q else tq_next, next_avail)
-        next_values = _take(tq_next, next_actions)  # [B, T, N]
+        next_values = taken(tq_next, next_actions)  # [B, T, N]
         if mixer is None:  # IQL: each agent regresses on the team reward
             target = op.batch_lambda_returns(batch, next_values, config)
-            loss = mean((taken - jax.lax.stop_gradient(target)) ** 2)
-            return loss, {"q_taken": mean(taken)}
-        q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions,
+            loss = mean((q_taken - jax.lax.stop_gradient(target)) ** 2)
+            return loss, {"q_taken": mean(q_taken)}
+        q_tot = _mix(mixer, params["mixer"], q_taken, batch.global_state, batch.actions, n_actions,
                      op.masked_max(q, avail))
         next_tot = _mix(mixer, target_params["mixer"], next_values, batch.next_global_state, next_actions,
                         n_actions, op.masked_max(tq_next, next_avail))
@@ -389,11 +386,11 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     central = CentralMixer(config.central_embed, config.central_layers)
     cq, cq_next = op.unroll_batch(agents, params["central_agents"], batch)
     _, tcq_next = op.unroll_batch(agents, target_params["central_agents"], batch)
-    q_tot = _mix(mixer, params["mixer"], taken, batch.global_state, batch.actions, n_actions, None)
-    q_star = _mix(central, params["central"], _take(cq, batch.actions), batch.global_state, batch.actions,
+    q_tot = _mix(mixer, params["mixer"], q_taken, batch.global_state, batch.actions, n_actions, None)
+    q_star = _mix(central, params["central"], taken(cq, batch.actions), batch.global_state, batch.actions,
                   n_actions, None)
     greedy_next = op.masked_argmax(jax.lax.stop_gradient(q_next), next_avail)  # argmax Q_tot(s′, ·) (IGM)
-    next_star = _mix(central, target_params["central"], _take(tcq_next, greedy_next), batch.next_global_state,
+    next_star = _mix(central, target_params["central"], taken(tcq_next, greedy_next), batch.next_global_state,
                      greedy_next, n_actions, None)
     target = jax.lax.stop_gradient(op.batch_lambda_returns(batch, next_star, config))
     central_loss = mean((q_star - target) ** 2)  # unweighted
@@ -406,10 +403,10 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
                                                                        batch, greedy, cq, config), config)
     else:  # remix
         _, tcq = op.unroll_batch(agents, target_params["central_agents"], batch)
-        q_star_prev = _mix(central, target_params["central"], _take(tcq, batch.actions), batch.global_state,
+        q_star_prev = _mix(central, target_params["central"], taken(tcq, batch.actions), batch.global_state,
                            batch.actions, n_actions, None)
-        pi_taken = _take(remix_policy_probs(q, avail, config, env_steps), batch.actions)
-        grad = (mixer_gradient(mixer, params["mixer"], taken, batch.global_state, config.remix_gradient)
+        pi_taken = taken(remix_policy_probs(q, avail, config, env_steps), batch.actions)
+        grad = (mixer_gradient(mixer, params["mixer"], q_taken, batch.global_state, config.remix_gradient)
                 if config.remix_mixer_gradient else None)
         w = remix_weights(q_tot, target, q_star_prev, pi_taken, grad, config, mask)
         hist = jnp.histogram(w, bins=10, range=(config.weight_min, 1.0),
@@ -432,7 +429,7 @@ def _cw_greedy_value(agents, central, params, target_params, batch, greedy, cq, 
         central_params = target_params["central"]
     else:
         central_params = params["central"]
-    return _mix(central, central_params, _take(cq, greedy), batch.global_state, greedy, n_actions, None)
+    return _mix(central, central_params, taken(cq, greedy), batch.global_state, greedy, n_actions, None)
 
 
 def cw_weights(actions, greedy, target, q_star_greedy, config):
