@@ -112,6 +112,16 @@ class FloatRender(Walk):
         return jnp.ones((16, 16, 3), jnp.float32)
 
 
+class HalvesAsInt8(Walk):  # declares int8 storage for obs that take half-integer values
+    def __init__(self):
+        super().__init__()
+        self.spec = dataclasses.replace(self.spec, obs_dtype="int8")
+
+    def timestep(self, pos, t, reward, done):
+        ts = super().timestep(pos, t, reward, done)
+        return ts._replace(obs=ts.obs * 0.5)
+
+
 def make_broken():
     return NaNReward()
 
@@ -151,7 +161,8 @@ def test_builtin_envs_pass_every_check(name, params):
     report = check_env(name, **params)
     assert report.ok, str(report)
     statuses = _statuses(report)
-    for must in ("api", "reset", "step", "jit", "vmap", "rollout", "action masks", "finite", "team reward",
+    for must in ("api", "reset", "step", "jit", "vmap", "rollout", "action masks", "finite", "storage dtypes",
+                 "team reward",
                  "time limit", "auto-reset", "determinism"):
         assert statuses[must] is True, (must, str(report))
     if name == "foraging":  # common_reward=False: lbforaging's per-agent rewards, the team's = their sum
@@ -174,7 +185,7 @@ def test_a_correct_user_env_passes(user_module):
     report = check_env(user_module.Walk())
     assert report.ok, str(report)
     assert report["render"].passed is True
-    assert str(report).splitlines()[-1] == "walk: all 15 checks passed"
+    assert str(report).splitlines()[-1] == "walk: all 16 checks passed"
 
 
 @pytest.mark.parametrize("broken,check,message", [
@@ -186,6 +197,7 @@ def test_a_correct_user_env_passes(user_module):
     ("TerminatedAtTimeLimit", "time limit", "without truncated=True"),
     ("NotJittable", "jit", "raised"),
     ("FloatRender", "render", "uint8 [H, W, 3]"),
+    ("HalvesAsInt8", "storage dtypes", "that int8 (spec.obs_dtype: int8) does not hold exactly, e.g. -0.5"),
 ])
 def test_a_broken_env_fails_the_right_check(user_module, broken, check, message):
     report = check_env(getattr(user_module, broken)(), steps=12)
@@ -219,7 +231,7 @@ def test_module_function_builds_the_env(user_module):
 def test_cli_exit_codes(user_module, capsys):
     assert main(["check-env", "my_envs:make_env", "env.n_agents=3", "--steps", "12"]) == 0
     out = capsys.readouterr().out
-    assert "walk: all 15 checks passed" in out and "environment checks: walk" in out
+    assert "walk: all 16 checks passed" in out and "environment checks: walk" in out
     assert main(["check-env", "my_envs:make_broken", "--steps", "12"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "1 check(s) failed (finite)" in out

@@ -60,7 +60,8 @@ def _stored_windows(replay: str, rollout_length: int = 0):
                    progress=False)
     buffer = jax.tree.map(lambda x: np.asarray(x[0]), result.train_state.buffer)  # seed 0
     n = int(buffer.current_index) if not bool(buffer.is_full) else config.buffer_size
-    return jax.tree.map(lambda x: x[0, :n], buffer.experience), config  # (flashbax: [1, max_length, ...])
+    stored = jax.tree.map(lambda x: jnp.asarray(x[0, :n]), buffer.experience)  # (flashbax: [1, max_length, ...])
+    return jax.tree.map(np.asarray, op.restore(stored, Race().spec)), config
 
 
 def test_every_episode_window_starts_an_episode_from_zero_memory():

@@ -155,29 +155,43 @@ def test_cw_weights_follow_max_q_learner():
 # ---- the agents' last action --------------------------------------------------------------------------------------
 
 
-def test_last_action_is_fed_back_and_restarts_at_episode_starts():
-    agents = Agents(n_agents=2, obs_dim=3, n_actions=4, hidden=8, last_action=True, agent_id=False)
+@pytest.mark.parametrize("recurrent", [True, False])  # GRU agents step along the window; MLP agents take it at once
+def test_last_action_is_fed_back_and_restarts_at_episode_starts(recurrent):
+    agents = Agents(n_agents=2, obs_dim=3, n_actions=4, hidden=8, last_action=True, agent_id=False,
+                    recurrent=recurrent)
     params = agents.init(jax.random.PRNGKey(0))
-    t = 6
+    t, h = 6, agents.carry_dim
     obs = jax.random.normal(jax.random.PRNGKey(1), (t, 2, 3))
+    next_obs = jax.random.normal(jax.random.PRNGKey(3), (t, 2, 3))  # (an episode's final observation may differ)
     actions = jax.random.randint(jax.random.PRNGKey(2), (t, 2), 0, 4)
     done = jnp.array([False, False, True, False, False, False])  # an episode ends after step 2
     # acting: apply, then write the chosen action into the carry; a new episode starts from the initial carry
-    carry, acted, stored = agents.initial_carry(), [], []
+    carry, acted, acted_next, stored = agents.initial_carry(), [], [], []
     for i in range(t):
         stored.append(carry)
         carry, q = agents.apply(params, carry, obs[i])
         acted.append(q)
         carry = agents.with_action(carry, actions[i])
+        acted_next.append(agents.apply(params, carry, next_obs[i])[1])
         if done[i]:
             carry = agents.initial_carry()
-    q, q_next = agents.unroll(params, agents.initial_carry(), obs, obs, done, actions)
+    q, q_next = agents.unroll(params, agents.initial_carry(), obs, next_obs, done, actions)
     np.testing.assert_allclose(q, jnp.stack(acted), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(stored[3][:, 8:], 0.0)  # zero previous action at the episode start
-    np.testing.assert_array_equal(stored[2][:, 8:], jax.nn.one_hot(actions[1], 4))
+    np.testing.assert_allclose(q_next, jnp.stack(acted_next), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(stored[3][:, h:], 0.0)  # zero previous action at the episode start
+    np.testing.assert_array_equal(stored[2][:, h:], jax.nn.one_hot(actions[1], 4))
     # a window that starts mid-episode (step 4) resumes from the stored carry, previous action included
-    q_mid, _ = agents.unroll(params, stored[4], obs[4:], obs[4:], done[4:], actions[4:])
+    q_mid, _ = agents.unroll(params, stored[4], obs[4:], next_obs[4:], done[4:], actions[4:])
     np.testing.assert_allclose(q_mid, q[4:], rtol=1e-5, atol=1e-6)
+    # a batch of windows (leading axes) gives each window's own values
+    q_b, q_next_b = agents.unroll(params, jnp.stack([agents.initial_carry(), stored[4]]),
+                                  jnp.stack([obs, jnp.roll(obs, 2, 0)]), jnp.stack([next_obs, next_obs]),
+                                  jnp.stack([done, done]), jnp.stack([actions, actions]))
+    np.testing.assert_allclose(q_b[0], q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_next_b[0], q_next, rtol=1e-5, atol=1e-6)
+    q_1, q_next_1 = agents.unroll(params, stored[4], jnp.roll(obs, 2, 0), next_obs, done, actions)
+    np.testing.assert_allclose(q_b[1], q_1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_next_b[1], q_next_1, rtol=1e-5, atol=1e-6)
     # the previous action changes the values (it is an input)
     other = agents.with_action(stored[4], (actions[3] + 1) % 4)
     assert not np.allclose(agents.apply(params, other, obs[4])[1], q[4])

@@ -44,7 +44,8 @@ __all__ = ["RunConfig", "RunResult", "LoopState", "Start", "batch_seeds", "build
 
 
 def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
-    """A pure function (env, carry) -> (carry, chunk_metrics) running `iters` iterations for one seed."""
+    """Pure functions (init(model, key) -> carry, chunk(model, carry, start=None) -> (carry, chunk_metrics,
+    finite)) running `iters` iterations for one seed; `start`: the run's index of the chunk's first iteration."""
     rollout_length, n_envs = iteration_size(algo, config, env.spec)
     wrapped = AutoReset(env)
     fresh_carry = algo.init_carry(env.spec, config)
@@ -52,6 +53,10 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
     # whole episode from its first step (offpolicy.step_mask masks what follows an early end)
     episodic = algo.uses_env and getattr(config, "replay", "windows") == "episodes"
     to_env = env_actions(env.spec)
+    # an off-policy learner's first iterations only fill its replay (`Algorithm.warmup_iterations`): with the
+    # iteration's index known (`chunk`'s `start`), `update` is told so by a value that is the same for every seed,
+    # so that under vmap its `lax.cond` stays a branch and the warm-up costs no gradient step
+    warmup = algo.warmup_iterations(env.spec, config) if algo.warmup_iterations is not None else None
 
     def env_step(train_state, carry_env, key):
         env_state, ts, agent_carry = carry_env
@@ -80,8 +85,9 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
         stats = (jnp.sum(info["episode_return"] * info["episode_done"]), jnp.sum(info["episode_done"]))
         return (env_state, next_ts, next_carry), transition, stats
 
-    def iteration(model, carry, _):
+    def iteration(model, carry, index):
         train_state, env_carry, key = carry
+        told = {} if warmup is None or index is None else {"learn": index >= warmup}
         key, k_roll, k_upd = jax.random.split(key, 3)
         if episodic:  # every window starts an episode, with the agents' memory zero (`replay=episodes`)
             k_roll, k_reset = jax.random.split(k_roll)
@@ -95,16 +101,18 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
             (env_carry,), (batch, (ret_sum, ep_count)) = jax.lax.scan(
                 roll, (env_carry,), jax.random.split(k_roll, rollout_length)
             )
-            train_state, metrics = algo.update(train_state, batch, k_upd, config=config)
+            train_state, metrics = algo.update(train_state, batch, k_upd, config=config, **told)
             ep = (ret_sum.sum(), ep_count.sum())
         else:
             train_state, metrics = algo.update(train_state, model, k_upd, config=config)
             ep = (jnp.float32(0.0), jnp.int32(0))
         return (train_state, env_carry, key), (metrics, ep)
 
-    def chunk(model, carry):
+    def chunk(model, carry, start=None):
+        """`iters` iterations; `start` (optional, the same for every seed): the index of the first one in the run."""
+        index = None if start is None else start + jnp.arange(iters, dtype=jnp.int32)
         carry, (metrics, (ret_sum, ep_count)) = jax.lax.scan(
-            lambda c, x: iteration(model, c, x), carry, None, length=iters
+            lambda c, x: iteration(model, c, x), carry, index, length=iters
         )
         out = {k: sequential_sum(v) / iters for k, v in metrics.items()}
         if algo.uses_env:
@@ -195,14 +203,14 @@ def _hparam_arrays(config, hparams: dict | None) -> dict:
 
 def element_fns(algo: Algorithm, env, config, iters: int, hparams: dict):
     """`build_chunk`'s (init, chunk) taking each batch element's hyperparameters as a third argument:
-    `(model, key, hp)` and `(model, carry, hp)`, hp = {key: scalar} (ignored when there are none)."""
+    `(model, key, hp)` and `(model, carry, hp, start=None)`, hp = {key: scalar} (ignored when there are none)."""
     built = build_chunk(algo, env, config, iters) if not hparams else None
 
     def element_init(model, key, hp):
         return (built or build_chunk(algo, env, with_values(config, hp), iters))[0](model, key)
 
-    def element_chunk(model, carry, hp):
-        return (built or build_chunk(algo, env, with_values(config, hp), iters))[1](model, carry)
+    def element_chunk(model, carry, hp, start=None):
+        return (built or build_chunk(algo, env, with_values(config, hp), iters))[1](model, carry, start)
 
     return element_init, element_chunk
 
@@ -266,7 +274,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     model = env if isinstance(env, TabularGame) else None
 
     _, chunk_fn = element_fns(algo, env, config, iters, hp)
-    chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0, 0)))
+    chunk_v = jax.jit(jax.vmap(chunk_fn, in_axes=(None, 0, 0, None)))
     if hp:
         eval_hp = make_evaluator(algo, env, config, run.eval_episodes, hparams=True)
         eval_v = lambda model, states, keys: eval_hp(model, states, keys, hp)  # noqa: E731
@@ -295,7 +303,7 @@ def train(algo: Algorithm, env, config, run: RunConfig = RunConfig(),
     with Progress(n_chunks * iters * steps_per_iter, title, enabled=progress, done=step_of(loop.chunk)) as bar:
         try:
             for c in range(loop.chunk, n_chunks):
-                carry, metrics, state_finite = chunk_v(model, loop.carry, hp)
+                carry, metrics, state_finite = chunk_v(model, loop.carry, hp, jnp.int32(c * iters))
                 eval_keys = fold(loop.eval_keys, c)
                 metrics = dict(metrics)
                 update_names = sorted(k for k in metrics if k != "train_return")

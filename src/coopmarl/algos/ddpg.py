@@ -190,9 +190,9 @@ def loss_fn(params, target_params, batch, key, config, env_steps, *, spec):
     return loss, metrics
 
 
-def update(state, data, key, *, config):
+def update(state, data, key, *, config, learn=None):
     """The core's update with this loss (the static env spec gives the action bounds)."""
-    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config)
+    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config, learn=learn)
 
 
 _PAPER = "ROMMEO (paper 002) §5.2 baselines; REFERENCE.md (the authors' DDPG-family settings)"
@@ -202,4 +202,6 @@ for _name, _cls, _description in (
     ("ddpg-om", DDPGOMConfig, "DDPG-OM: critic Q^i(o_i, a_i, â_-i) with a supervised Gaussian opponent model"),
 ):
     register_algo(Algorithm(name=_name, description=_description, config_cls=_cls, init=init, act=act,
-                            update=update, requires=("continuous",), paper=_PAPER, default_total_steps=5000))
+                            update=update,
+                            warmup_iterations=op.warmup_iterations, requires=("continuous",), paper=_PAPER,
+                            default_total_steps=5000))

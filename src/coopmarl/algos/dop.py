@@ -313,7 +313,8 @@ update = op.make_update(loss_fn)
 register_algo(Algorithm(
     name="dop", description="DOP: linearly decomposed critic (DOP-TB + on-policy TD(λ)) and stochastic decentralised "
                             "actors (stochastic DOP policy gradient)",
-    config_cls=DOPConfig, init=init, act=act, update=update, requires=("discrete",),
+    config_cls=DOPConfig, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("discrete",),
     paper="DOP (Wang et al., ICLR 2021; authors' code TonghanWang/DOP offpg_smac.yaml)", initial_carry=initial_carry,
     summary=lambda config, env: {"decomposition": config.decomposition}, default_total_steps=200_000,
 ))

@@ -289,7 +289,8 @@ update = op.make_update(loss_fn)
 register_algo(Algorithm(
     name="fop",
     description="FOP: factorised max-entropy actor-critic, Q_tot = Σ λ^i (Q^i − V^i) + V_tot under IGO",
-    config_cls=FOPConfig, init=init, act=act, update=update, requires=("discrete",),
+    config_cls=FOPConfig, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("discrete",),
     paper="FOP (Zhang et al., ICML 2021); defaults from the authors' code (liyheng/FOP)",
     initial_carry=initial_carry, default_total_steps=200_000,
     summary=lambda config, env: {"agent_temperature": config.agent_temperature,

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo, taken
+from coopmarl.algos.base import Algorithm, over_rows, register_algo, taken
 
 EXACT_MAX_JOINT_ACTIONS = 32  # qhat_estimator="auto": exact up to this many joint actions (see the module doc)
 EXP_HEADROOM = 20.0  # the largest β(Q − c) exponentiated: e^20 ≈ 5e8, whose square (Adam's moment) fits float32
@@ -237,8 +237,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
     agents = _agents(n, batch.obs.shape[-1], n_actions, config)
     critic = Critic(config.critic_hidden_sizes)
-    q_crit = jax.vmap(jax.vmap(lambda p, s, u: critic.apply(p, s, jax.nn.one_hot(u, n_actions)),
-                               in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
+    q_crit = lambda p, states, actions: over_rows(  # noqa: E731  [B, T]
+        lambda s, u: critic.apply(p, s, jax.nn.one_hot(u, n_actions)), states, actions, lead=2)
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
     q_hat, _ = op.unroll_batch(agents, params["actors"], batch)  # online ψ at o_t   [B, T, N, A]
     tq_hat, tq_hat_next = op.unroll_batch(agents, target_params["actors"], batch)  # ψ̄
@@ -257,8 +257,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     if estimator(config, n, n_actions) == "exact":
         # L_Q̂(ψ) with E_{a ~ ζ_ψ̄} enumerated: Σ_{a^n} ζ^n(a^n) [e^{βQ̂^n(a^n)} vs E_{a^{-n} ~ ζ^{-n}} e^{βQ̃(a)}]
         joint = joint_actions(n, n_actions)  # [|A|^N, N]
-        table = jax.vmap(jax.vmap(lambda s: jax.vmap(lambda u: critic.apply(
-            critic_params, s, jax.nn.one_hot(u, n_actions)))(joint)))(batch.global_state)  # [B, T, |A|^N]
+        table = over_rows(lambda s: jax.vmap(lambda u: critic.apply(
+            critic_params, s, jax.nn.one_hot(u, n_actions)))(joint), batch.global_state, lead=2)  # [B, T, |A|^N]
         table = table.reshape(table.shape[:-1] + (n_actions,) * n)
         q_star = optimistic_targets(table, probs, beta)  # [B, T, N, A]
         c = exp_shift(jnp.where(avail, q_hat, -jnp.inf), jnp.where(avail, q_star, -jnp.inf), config, level)
@@ -290,7 +290,8 @@ update = op.make_update(loss_fn)
 register_algo(Algorithm(
     name="maosdqn",
     description="MAOSDQN: centralised joint-action critic + optimistic soft decentralised actors (Alg. 3)",
-    config_cls=MAOSDQNConfig, init=init, act=act, update=update, requires=("discrete",),
+    config_cls=MAOSDQNConfig, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("discrete",),
     paper="MAOSQL (paper 000) Alg. 3, Sec. 3.3, App. C", initial_carry=initial_carry,
     summary=lambda config, env: {"entropy_alpha": config.entropy_alpha, "optimism_beta": config.optimism_beta},
     default_total_steps=200_000,

@@ -151,12 +151,13 @@ def loss_fn(params, target_params, batch, key, config, env_steps, *, spec):
     return critic_loss + sampler_loss, metrics
 
 
-def update(state, data, key, *, config):
-    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config)
+def update(state, data, key, *, config, learn=None):
+    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config, learn=learn)
 
 
 register_algo(Algorithm(
     name="masql", description="MASQL: joint-action soft Q-learning, amortised SVGD samplers as policies",
-    config_cls=MASQLConfig, init=init, act=act, update=update, requires=("continuous",),
+    config_cls=MASQLConfig, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("continuous",),
     paper="Wei et al. 2018 (MASQL), a ROMMEO §5.2 baseline; REFERENCE.md", default_total_steps=5000,
 ))

@@ -27,7 +27,7 @@ turns it into the contract's `update`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import flashbax as fbx
 import jax
@@ -271,6 +271,19 @@ def _buffer(config):
                                 sample_batch_size=config.batch_size, add_batches=True)
 
 
+def warmup_iterations(spec, config) -> int:
+    """The leading iterations after which the replay cannot yet give a batch (`Algorithm.warmup_iterations`): each
+    iteration adds `n_envs` windows, and a buffer can sample once it holds its `min_length` windows or is full — so
+    this is exactly when `buffer.can_sample` (and the recent buffer's) first holds, known before the run."""
+    del spec
+    need = min(getattr(config, "learning_starts", 0) or config.batch_size, config.buffer_size)
+    sizes = getattr(config, "recent_buffer", None)
+    if sizes:
+        size, batch = sizes
+        need = max(need, min(batch, getattr(config, "learning_starts", 0) or batch, size))
+    return max(0, -(-need // config.n_envs) - 1)
+
+
 def _recent_buffer(config):
     """A second item buffer of the most recent windows, when the config asks for one via a
     `recent_buffer` property returning (size, batch) or None."""
@@ -283,7 +296,7 @@ def _recent_buffer(config):
 
 
 def example_window(spec, config, carry) -> Transition:
-    """A zero window [T, ...] with the stored shapes (carry: the agents' carry at the first step)."""
+    """A zero window [T, ...] with the shapes a loss sees (carry: the agents' carry at the first step)."""
     t, n = window_length(config, spec), spec.n_agents
     # discrete: int actions [T, N], masks [T, N, A]; continuous: float actions [T, N, D], masks [T, N, 1]
     actions = jnp.zeros((t, n), jnp.int32) if spec.discrete else jnp.zeros((t, n, spec.action_dim), jnp.float32)
@@ -297,8 +310,117 @@ def example_window(spec, config, carry) -> Transition:
     )
 
 
+# ---- replay storage: each observation once, in its smallest exact dtype ------------------------------------
+
+
+class StoredWindow(NamedTuple):
+    """A window of T steps as replay keeps it (`store`; `restore` gives back the loss's `Transition`).
+
+    A window's next observations are its observations shifted by one step, except after an episode end inside it:
+    there the runner's `next_obs` is the ended episode's final observation while `obs[t + 1]` starts the next
+    episode. So each observation is stored once, `obs[0..T]` (the last: the window's final next observation), and
+    `restore` reads next_obs[t] = obs[t + 1]. That is exact wherever a loss's target uses the next observation:
+    - after a *termination* the target does not bootstrap (its next value is multiplied by 1 − terminated = 0), so
+      the next episode's first observation there changes no loss or gradient;
+    - after a *truncation* (a time limit) it bootstraps from the final observation, which is kept in one of the
+      window's K `cut` slots (`cut_slots`: the env contract puts truncations exactly `horizon` steps apart, so a
+      window of T steps holds at most ⌈(T − 1) / horizon⌉ of them before its last step; none for `replay=episodes`,
+      whose windows start an episode).
+    The same holds for the global state and the action masks. obs and global_state are stored in the env's declared
+    exact dtypes (`EnvSpec.obs_dtype` / `state_dtype`: int8 for LBF's positions, bits for predator-prey's 0/1 grid,
+    eight to a byte — `pack`), action masks as bits, discrete actions in the smallest int.
+    """
+
+    obs: jax.Array  # [T + 1, N, D] (packed: `pack`)
+    global_state: jax.Array  # [T + 1, S] (packed)
+    avail_actions: jax.Array  # [T + 1, N, A] (bits: [T + 1, N, ⌈A / 8⌉])
+    actions: jax.Array  # [T, N] (discrete) or [T, N, action_dim]
+    reward: jax.Array  # [T, N]
+    team_reward: jax.Array  # [T]
+    terminated: jax.Array  # [T]
+    truncated: jax.Array  # [T]
+    agent_carry: Any  # the agents' carry before step 0
+    cut_at: jax.Array  # [K] int32: the steps whose truncation's final observation a slot holds (T: an empty slot)
+    cut_obs: jax.Array  # [K, N, D]
+    cut_state: jax.Array  # [K, S]
+    cut_avail: jax.Array  # [K, N, A]
+
+
+def cut_slots(spec, config) -> int:
+    """How many truncations a window can hold before its last step (see `StoredWindow`)."""
+    t = window_length(config, spec)
+    if getattr(config, "replay", "windows") == "episodes" or t <= 1:
+        return 0
+    return -(-(t - 1) // spec.horizon) if spec.horizon > 0 else t - 1
+
+
+def action_dtype(spec):
+    if not spec.discrete:
+        return jnp.float32
+    return jnp.int8 if spec.n_actions <= 127 else jnp.int16 if spec.n_actions <= 32767 else jnp.int32
+
+
+def pack(x: jax.Array, dtype: str) -> jax.Array:
+    """Values in a storage dtype (`EnvSpec.obs_dtype`): cast, or for "bool" eight 0/1 values to a byte (last axis)."""
+    if dtype != "bool":
+        return x.astype(dtype)
+    if x.size == 0:  # (no cut slots: jnp.packbits cannot reshape an empty array)
+        return jnp.zeros(x.shape[:-1] + (-(-x.shape[-1] // 8),), jnp.uint8)
+    return jnp.packbits(x != 0, axis=-1)
+
+
+def unpack(x: jax.Array, dtype: str, width: int, to=jnp.float32) -> jax.Array:
+    """`pack`'s inverse, as `to` (float32 features; bool for action masks)."""
+    if dtype != "bool":
+        return x.astype(to)
+    if x.size == 0:
+        return jnp.zeros(x.shape[:-1] + (width,), to)
+    return jnp.unpackbits(x, axis=-1, count=width).astype(to)
+
+
+def store(window: Transition, spec, config) -> StoredWindow:
+    """One window [T, ...] as replay keeps it (`StoredWindow`)."""
+    t, k = window.terminated.shape[0], cut_slots(spec, config)
+    cut_at = jnp.nonzero(window.truncated[:-1], size=k, fill_value=t)[0].astype(jnp.int32)
+    at = jnp.minimum(cut_at, t - 1)
+    o, s, m = (lambda x: pack(x, spec.obs_dtype)), (lambda x: pack(x, spec.state_dtype)), (lambda x: pack(x, "bool"))
+    return StoredWindow(
+        obs=o(jnp.concatenate([window.obs, window.next_obs[-1:]])),
+        global_state=s(jnp.concatenate([window.global_state, window.next_global_state[-1:]])),
+        avail_actions=m(jnp.concatenate([window.avail_actions, window.next_avail_actions[-1:]])),
+        actions=window.actions.astype(action_dtype(spec)), reward=window.reward, team_reward=window.team_reward,
+        terminated=window.terminated, truncated=window.truncated, agent_carry=window.agent_carry, cut_at=cut_at,
+        cut_obs=o(window.next_obs[at]), cut_state=s(window.next_global_state[at]),
+        cut_avail=m(window.next_avail_actions[at]),
+    )
+
+
+def restore(stored: StoredWindow, spec) -> Transition:
+    """The `Transition` a loss reads from stored windows ([..., T + 1, ...] -> [..., T, ...], float32 obs)."""
+    if stored.terminated.ndim > 1:  # a batch of windows
+        return jax.vmap(lambda w: restore(w, spec))(stored)
+
+    def with_cuts(seq, cut):  # seq[1:], with each slot's final observation at its step
+        return seq[1:].at[stored.cut_at].set(cut, mode="drop")  # (an empty slot's index T is dropped)
+
+    n_avail = spec.n_actions if spec.discrete else 1
+    o = lambda x: unpack(x, spec.obs_dtype, spec.obs_dim)  # noqa: E731
+    s = lambda x: unpack(x, spec.state_dtype, spec.state_dim)  # noqa: E731
+    m = lambda x: unpack(x, "bool", n_avail, bool)  # noqa: E731
+    obs, state, avail = o(stored.obs), s(stored.global_state), m(stored.avail_actions)
+    actions = stored.actions.astype(jnp.int32) if jnp.issubdtype(stored.actions.dtype, jnp.integer) \
+        else stored.actions
+    return Transition(
+        obs=obs[:-1], global_state=state[:-1], avail_actions=avail[:-1], actions=actions,
+        reward=stored.reward, terminated=stored.terminated, truncated=stored.truncated,
+        next_obs=with_cuts(obs, o(stored.cut_obs)), next_global_state=with_cuts(state, s(stored.cut_state)),
+        next_avail_actions=with_cuts(avail, m(stored.cut_avail)),
+        agent_carry=stored.agent_carry, team_reward=stored.team_reward, cut_at=stored.cut_at,
+    )
+
+
 def init_state(params, spec, config, carry) -> OffPolicyState:
-    window = example_window(spec, config, carry)
+    window = store(example_window(spec, config, carry), spec, config)
     recent = _recent_buffer(config)
     return OffPolicyState(
         params=params, target_params=params, opt_state=optimizer(config).init(params),
@@ -321,9 +443,11 @@ LossFn = Callable[..., tuple[jax.Array, dict]]
 def make_update(loss_fn: LossFn):
     """The contract's `update` for an off-policy learner with this loss."""
 
-    def update(state: OffPolicyState, data: Transition, key, *, config):
+    def update(state: OffPolicyState, data: Transition, key, *, config, learn=None):
+        """Store the windows, then take the gradient steps once the replay can give a batch (`learn`: the runner's
+        word for it, the same for every seed; None: the buffers' own `can_sample`)."""
         t, e = data.terminated.shape
-        windows = to_windows(data)
+        windows = jax.vmap(lambda w: store(w, state.spec, config))(to_windows(data))
         buffer = _buffer(config)
         recent = _recent_buffer(config)
         state = state.replace(
@@ -341,6 +465,7 @@ def make_update(loss_fn: LossFn):
             if recent:
                 extra = recent.sample(state.recent, k_recent).experience
                 batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), batch, extra)
+            batch = restore(batch, state.spec)
             if config.standardise_rewards:
                 batch = batch._replace(reward=state.reward_stats.standardise(batch.reward),
                                        team_reward=state.reward_stats.standardise(batch.team))
@@ -356,18 +481,21 @@ def make_update(loss_fn: LossFn):
             return state.replace(params=params, target_params=target, opt_state=opt_state,
                                  updates=state.updates + 1), metrics
 
-        def learn(state, key):
+        def take_steps(state, key):
             state, metrics = jax.lax.scan(gradient_step, state, jax.random.split(key, config.updates_per_iteration))
             return state, jax.tree.map(jnp.mean, metrics)
 
         def skip(state, key):
-            shapes = jax.eval_shape(learn, state, key)[1]
+            shapes = jax.eval_shape(take_steps, state, key)[1]
             return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        ready = buffer.can_sample(state.buffer)
-        if recent:
-            ready = ready & recent.can_sample(state.recent)
-        state, metrics = jax.lax.cond(ready, learn, skip, state, key)
+        if learn is None:
+            ready = buffer.can_sample(state.buffer)
+            if recent:
+                ready = ready & recent.can_sample(state.recent)
+        else:
+            ready = jnp.asarray(learn)
+        state, metrics = jax.lax.cond(ready, take_steps, skip, state, key)
         windows_before, windows_after = state.windows, state.windows + e
         if config.target_tau == 0:
             copy = windows_after // config.target_update_episodes != windows_before // config.target_update_episodes
@@ -382,9 +510,11 @@ def make_update(loss_fn: LossFn):
 
 
 def unroll_batch(agents: Agents, params, batch: Transition):
-    """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`)."""
+    """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`; windows from replay give their
+    cut steps, so that q_next costs no second pass)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
-    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions)
+    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions,
+                         cut_at=batch.cut_at)
 
 
 def step_mask(batch: Transition, config) -> jax.Array | None:

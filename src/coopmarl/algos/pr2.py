@@ -112,13 +112,14 @@ def loss_fn(params, target_params, batch, key, config, env_steps, *, spec):
     return critic_loss + actor_loss + model_loss, metrics
 
 
-def update(state, data, key, *, config):
-    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config)
+def update(state, data, key, *, config, learn=None):
+    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config, learn=learn)
 
 
 register_algo(Algorithm(
     name="pr2-ac", description="PR2-AC (level 1): joint critic, deterministic actor, opponents' conditional "
                                "policy ρ(a⁻ⁱ|s, aⁱ) in the policy gradient",
-    config_cls=PR2Config, init=init, act=act, update=update, requires=("continuous",),
+    config_cls=PR2Config, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("continuous",),
     paper="Wen et al. 2019 (PR2), a ROMMEO §5.2 baseline; REFERENCE.md", default_total_steps=5000,
 ))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
-from coopmarl.algos.base import Algorithm, register_algo, taken
+from coopmarl.algos.base import Algorithm, over_rows, register_algo, taken
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.nets.mixers import CentralMixer, QMixer, QPLEXMixer, VDNMixer
 
@@ -265,10 +265,7 @@ def _nets(spec, config):
 def _mix(mixer, params, qs, state, actions, n_actions, vs):
     """Q_tot for every [..., N] slice (vmapped over the leading axes)."""
     onehot = jax.nn.one_hot(actions, n_actions)
-    f = lambda q, s, a, v: mixer.apply(params, q, s, a, v)  # noqa: E731
-    for _ in range(qs.ndim - 1):
-        f = jax.vmap(f)
-    return f(qs, state, onehot, vs)
+    return over_rows(lambda q, s, a, v: mixer.apply(params, q, s, a, v), qs, state, onehot, vs, lead=qs.ndim - 1)
 
 
 def init(key, spec, config, model=None):
@@ -445,9 +442,7 @@ def mixer_gradient(mixer, params, agent_qs, state, how: str = "lemma1"):
         f = lambda q, s: mixer.apply(params, q, s, method="gradient")  # noqa: E731
     else:
         f = jax.grad(lambda q, s: mixer.apply(params, q, s))
-    for _ in range(agent_qs.ndim - 1):
-        f = jax.vmap(f)
-    return jax.lax.stop_gradient(f(agent_qs, state))
+    return jax.lax.stop_gradient(over_rows(f, agent_qs, state, lead=agent_qs.ndim - 1))
 
 
 update = op.make_update(loss_fn)
@@ -470,6 +465,7 @@ _ALGOS = (
 for _name, _cls, _description, _paper in _ALGOS:
     register_algo(Algorithm(
         name=_name, description=_description, config_cls=_cls, init=init, act=act, update=update,
+        warmup_iterations=op.warmup_iterations,
         requires=("discrete",), paper=_paper, summary=_summary, initial_carry=initial_carry,
         default_total_steps=200_000,
     ))

@@ -173,14 +173,15 @@ def loss_fn(params, target_params, batch, key, config, env_steps, *, spec):
     return q_loss + pi_loss + rho_loss + p_loss, metrics
 
 
-def update(state, data, key, *, config):
+def update(state, data, key, *, config, learn=None):
     """The core's update with this loss (the static env spec gives the action bounds)."""
-    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config)
+    return op.make_update(functools.partial(loss_fn, spec=state.spec))(state, data, key, config=config, learn=learn)
 
 
 register_algo(Algorithm(
     name="rommeo-ac",
     description="ROMMEO-AC: soft joint-action Q, conditional policy π(a|s,â), regularised opponent model ρ(â|s)",
-    config_cls=ROMMEOConfig, init=init, act=act, update=update, requires=("continuous",),
+    config_cls=ROMMEOConfig, init=init, act=act, update=update,
+    warmup_iterations=op.warmup_iterations, requires=("continuous",),
     paper="ROMMEO (paper 002) §3.2 eqs. (14)-(22), App. A Alg. 2; REFERENCE.md", default_total_steps=5000,
 ))

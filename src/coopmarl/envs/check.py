@@ -24,6 +24,8 @@ when a check fails. The checks, in order (a check whose prerequisite failed is s
 - `shapes & dtypes`: every step's `TimeStep`, as for `step`.
 - `action masks`: at least one available action per agent at every step (bool masks).
 - `finite`: no NaN or inf in obs, global_state or reward.
+- `storage dtypes`: obs and global_state hold only values `spec.obs_dtype` / `spec.state_dtype` represent
+  exactly (replay stores them in those dtypes).
 - `team reward`: with `spec.reward_scalarisation == "shared"`, every agent's reward is the same at every
   step (else the logged team return, `team_reward(spec, reward)` = reward[0], would be agent 0's alone:
   declare "sum" or "mean").
@@ -339,6 +341,25 @@ def nonfinite_problems(ts) -> list[str]:
     return out
 
 
+def storage_dtype_problems(spec: EnvSpec, *timesteps) -> list[str]:
+    """obs and global_state hold only values their declared storage dtypes (`spec.obs_dtype`, `spec.state_dtype`)
+    represent exactly: replay stores them so, and a value that does not fit would be silently changed."""
+    out = []
+    for name, declared in (("obs", spec.obs_dtype), ("global_state", spec.state_dtype)):
+        if declared == "float32":
+            continue
+        x = np.concatenate([np.asarray(getattr(ts, name), np.float32).reshape(-1) for ts in timesteps])
+        with np.errstate(invalid="ignore", over="ignore"):
+            back = x.astype(declared).astype(np.float32)
+        bad = back != x
+        if bad.any():
+            what = "0 or 1" if declared == "bool" else declared
+            out.append(f"{name} has {int(bad.sum())} value(s) that {declared} (spec.{name.replace('global_', '')}"
+                       f"_dtype: {what}) does not hold exactly, e.g. {float(x[bad][0])}: declare a wider dtype or "
+                       "'float32'")
+    return out
+
+
 def team_reward_problems(spec: EnvSpec, reward) -> list[str]:
     """A "shared" env must give every agent the same reward at every step (reward [..., N])."""
     reward = np.asarray(reward)
@@ -640,8 +661,8 @@ def _check_jax(checks: _Checks, env, n_steps: int, seed: int):
     needs = ("step", "info structure", "jit")
     if not checks.run("rollout", rollout, f"{n_steps} compiled AutoReset steps (lax.scan), random actions",
                       needs=needs):
-        for name in ("shapes & dtypes", "action masks", "finite", "team reward", "time limit", "auto-reset",
-                     "determinism"):
+        for name in ("shapes & dtypes", "action masks", "finite", "storage dtypes", "team reward", "time limit",
+                     "auto-reset", "determinism"):
             checks.skip(name, "needs the rollout", failed=True)
     else:
         first, (_, _, next_ts) = data["first"], data["seq"]
@@ -652,6 +673,8 @@ def _check_jax(checks: _Checks, env, n_steps: int, seed: int):
                    "bool, at least one available action per agent at every step")
         checks.run("finite", lambda: nonfinite_problems(first) + nonfinite_problems(next_ts),
                    "no NaN or inf in obs, global_state, reward")
+        checks.run("storage dtypes", lambda: storage_dtype_problems(spec, first, next_ts),
+                   f"obs fit {spec.obs_dtype}, global_state fits {spec.state_dtype} exactly (replay stores them so)")
         checks.run("team reward", lambda: team_reward_problems(spec, next_ts.reward),
                    lambda: _team_reward_detail(spec))
         n_done = int(np.sum(np.asarray(next_ts.terminated) | np.asarray(next_ts.truncated)))
@@ -743,6 +766,8 @@ def _check_host(checks: _Checks, env, n_steps: int, seed: int):
     checks.run("action masks", lambda: mask_problems(stacked.avail_actions),
                "bool, at least one available action per agent at every step")
     checks.run("finite", lambda: nonfinite_problems(stacked), "no NaN or inf in obs, global_state, reward")
+    checks.run("storage dtypes", lambda: storage_dtype_problems(spec, stacked),
+               f"obs fit {spec.obs_dtype}, global_state fits {spec.state_dtype} exactly (replay stores them so)")
     checks.run("team reward", lambda: team_reward_problems(spec, stacked.reward[1:]), lambda: _team_reward_detail(spec))
     term = stacked.terminated[1:]
     trunc = stacked.truncated[1:]

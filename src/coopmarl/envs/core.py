@@ -30,6 +30,18 @@ REWARD_SCALARISATIONS = {
     "mean": "per-agent rewards; the team's is their mean (EPyMARL's reward_scalarisation='mean')",
 }
 
+# the dtypes an EnvSpec may declare for storing obs / global_state (their values must fit exactly); "bool": every
+# value is 0 or 1, stored as one bit (replay packs eight to a byte)
+STORAGE_DTYPES = ("float32", "float16", "int8", "uint8", "int16", "bool")
+
+
+def integer_dtype(low: int, high: int) -> str:
+    """The smallest STORAGE_DTYPES entry holding every integer in [low, high] exactly (float32 beyond int16)."""
+    for name, (lo, hi) in (("int8", (-128, 127)), ("int16", (-32768, 32767))):
+        if lo <= low and high <= hi:
+            return name
+    return "float32"
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -48,8 +60,18 @@ class EnvSpec:
     params: tuple[tuple[str, Any], ...] = field(default=())  # the resolved constructor parameters
     # how reward [N] becomes the team's scalar reward: "shared" | "sum" | "mean" (REWARD_SCALARISATIONS)
     reward_scalarisation: str = "shared"
+    # the smallest dtype that holds every value of obs / global_state exactly (both are float32 in a TimeStep):
+    # replay stores them in it (a grid env's integer features as int8 take a quarter of float32's memory, 0/1
+    # features as bits a thirty-second);
+    # `check_env` verifies the declaration on a rollout (STORAGE_DTYPES)
+    obs_dtype: str = "float32"
+    state_dtype: str = "float32"
 
     def __post_init__(self):
+        for what in ("obs_dtype", "state_dtype"):
+            if getattr(self, what) not in STORAGE_DTYPES:
+                raise ValueError(f"{what} must be one of {', '.join(map(repr, STORAGE_DTYPES))}, "
+                                 f"got {getattr(self, what)!r}")
         if self.reward_scalarisation not in REWARD_SCALARISATIONS:
             raise ValueError(f"reward_scalarisation must be one of {', '.join(map(repr, REWARD_SCALARISATIONS))}, "
                              f"got {self.reward_scalarisation!r}")

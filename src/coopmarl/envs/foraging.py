@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from coopmarl.envs.core import EnvSpec, TimeStep
+from coopmarl.envs.core import EnvSpec, TimeStep, integer_dtype
 from coopmarl.envs.registry import register_env
 from coopmarl.errors import ParamError
 from coopmarl.ranges import INT32_MAX, total_error
@@ -149,6 +149,8 @@ class Foraging:
             state_dim=3 * (n_foods + n_agents) + 1, action_kind="discrete", n_actions=6,
             horizon=int(time_limit), params=tuple(params),
             reward_scalarisation="shared" if common_reward else "sum",  # the team's reward: the sum either way
+            # observations are integers (positions in the grid or -1, levels); the state ends with step / time_limit
+            obs_dtype=integer_dtype(-1, max(int(grid_size), int(max_player_level), int(food_cap))),
         )
         return cls(spec=spec, grid_size=int(grid_size), n_foods=int(n_foods),
                    min_player_level=int(min_player_level), max_player_level=int(max_player_level),

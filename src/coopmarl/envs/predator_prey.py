@@ -154,7 +154,10 @@ class PredatorPrey:
             raise ParamError(too_large)
         window = 2 * sight + 1
         spec = EnvSpec(name=name, n_agents=n_agents, obs_dim=window * window * 3, state_dim=grid_size**2 * 3,
-                       action_kind="discrete", n_actions=6, horizon=time_limit, params=tuple(params))
+                       action_kind="discrete", n_actions=6, horizon=time_limit, params=tuple(params),
+                       # a cell's channel is 1 where a present agent / stag / hare is, else 0 (moves into occupied
+                       # cells are blocked; frozen agents and caught prey are not present): bits
+                       obs_dtype="bool", state_dtype="bool")
         return cls(spec=spec, grid_size=grid_size, n_stags=n_stags, n_hares=n_hares, punishment=float(punishment),
                    stag_reward=float(stag_reward), hare_reward=float(hare_reward),
                    agents_to_catch_stag=agents_to_catch_stag, agents_to_catch_hare=agents_to_catch_hare,

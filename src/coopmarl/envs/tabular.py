@@ -168,6 +168,7 @@ class TabularGame:
         spec = EnvSpec(
             name=name, n_agents=n_agents, obs_dim=n_states, state_dim=n_states, action_kind="discrete",
             n_actions=n_actions, horizon=int(horizon), params=tuple(params),
+            obs_dtype="bool", state_dtype="bool",  # one-hot states
         )
         return cls(
             reward_flat=jnp.asarray(reward.reshape(n_states, n_joint)),

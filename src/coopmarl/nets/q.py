@@ -114,7 +114,7 @@ class Agents:
         return jnp.concatenate([c, full[..., self.carry_dim:]], -1) if self.last_action else c, q
 
     def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array,
-               actions: jax.Array | None = None):
+               actions: jax.Array | None = None, cut_at: jax.Array | None = None):
         """Q-values along windows of T steps.
 
         carry0 [..., N, H] is the stored carry before step 0; obs / next_obs [..., T, N, D]; done [..., T]
@@ -123,12 +123,22 @@ class Agents:
         step). Leading axes (a batch of windows) are stepped together, as one batch of rows per step.
         With `last_action`, `actions` [..., T, N] are the stored actions: q_next[t] sees actions[t] as the
         previous action, and so does q[t + 1] unless an episode starts there.
+
+        `cut_at` [..., K] (windows read back from replay, `offpolicy.restore`) says that next_obs[t] is obs[t + 1]
+        except at the window's last step and at the steps in cut_at (time limits); at its other episode ends
+        (terminations) q_next is then the next episode's first values, which no target reads. Recurrent agents then
+        step once per step, not twice: q_next[t] = q[t + 1], and only the last and the cut steps apply the network
+        to next_obs — the same values, at half the cost.
         """
         if self.last_action and actions is None:
             raise ValueError("Agents.unroll needs the stored actions when the agents see their last action")
         fresh = jnp.zeros_like(carry0)
         if actions is None:
             actions = jnp.zeros(done.shape + (self.n_agents,), jnp.int32)  # unused
+        if not self.recurrent:  # no memory to step: every step at once, as one matrix of rows
+            return self._unroll_stateless(params, carry0, obs, next_obs, done, actions)
+        if cut_at is not None:
+            return self._unroll_once(params, carry0, obs, next_obs, done, actions, cut_at)
 
         def step(carry, x):
             o, o_next, d, a = x
@@ -141,3 +151,46 @@ class Agents:
         _, (q, q_next) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(next_obs, -3),
                                                      time_first(done, -1), time_first(actions, -2)))
         return jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)
+
+    def _unroll_stateless(self, params, carry0, obs, next_obs, done, actions):
+        """`unroll` for MLP agents: their only carry is the previous action (with `last_action`), known from the
+        stored actions without stepping — q[t] sees the action before t (carry0's before step 0, none after an
+        episode end), q_next[t] sees actions[t]."""
+        t = done.shape[-1]
+        after = self.with_action(jnp.broadcast_to(carry0[..., None, :, :], obs.shape[:-1] + carry0.shape[-1:]),
+                                 actions)  # [..., T, N, W]: the carry after step t
+        fresh = jnp.zeros_like(after[..., :1, :, :])
+        kept = jnp.where(done[..., :t - 1, None, None], fresh, after[..., :t - 1, :, :])
+        before = jnp.concatenate([carry0[..., None, :, :], kept], -3)  # the carry before step t
+        _, q = self.apply(params, before, obs)
+        _, q_next = self.apply(params, after, next_obs)
+        return q, q_next
+
+    def _unroll_once(self, params, carry0, obs, next_obs, done, actions, cut_at):
+        """`unroll` of recurrent agents over replay's windows (`cut_at` given): one network step per time step."""
+        fresh = jnp.zeros_like(carry0)
+
+        def step(carry, x):
+            o, d, a = x
+            carry, q = self.apply(params, carry, o)
+            carry = self.with_action(carry, a)  # the carry q_next[t] sees
+            return jnp.where(d[..., None, None], fresh, carry), (q, carry)
+
+        time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
+        _, (q, after) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(done, -1),
+                                                    time_first(actions, -2)))
+        q, after = jnp.moveaxis(q, 0, -3), jnp.moveaxis(after, 0, -3)  # [..., T, N, ·]
+        t = done.shape[-1]
+        # the window's last step and its cut steps (an empty slot, T, reads the last step and is dropped below)
+        at = jnp.concatenate([jnp.full(cut_at.shape[:-1] + (1,), t - 1, cut_at.dtype), cut_at], -1)  # [..., 1 + K]
+        pick = lambda a: jnp.take_along_axis(  # noqa: E731
+            a, jnp.minimum(at, t - 1).reshape(at.shape + (1, 1)), axis=-3)
+        _, q_at = self.apply(params, pick(after), pick(next_obs))  # [..., 1 + K, N, A]
+        q_next = jnp.concatenate([q[..., 1:, :, :], q_at[..., :1, :, :]], -3)
+
+        def put(qn, at_, q_at_):  # one window: write the cut steps' values (an empty slot's index T is dropped)
+            return qn.at[at_[1:]].set(q_at_[1:], mode="drop")
+
+        for _ in range(q.ndim - 3):
+            put = jax.vmap(put)
+        return q, put(q_next, at, q_at)
