@@ -83,6 +83,12 @@ def _stand_ins() -> list[str]:
     if missing("wandb"):
         sys.modules["wandb"] = types.SimpleNamespace(log=lambda *a, **k: None, init=lambda *a, **k: None)
         replaced.append("wandb (log is a no-op)")
+    else:  # installed (our `test` extra brings it): a disabled run, so that the script's wandb.log is a no-op
+        import wandb
+
+        if wandb.run is None:
+            wandb.init(mode="disabled")
+            replaced.append("wandb (a disabled run)")
     if missing("distrax"):
         sys.modules["distrax"] = types.SimpleNamespace(Categorical=_Categorical)
         replaced.append("distrax.Categorical")

@@ -78,6 +78,15 @@ def matmul_flops(fn, args) -> float:
     return count(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
+def matmul_rate(m: int, k: int, n: int, repeats: int) -> float:
+    """GFLOP/s of one float32 [m, k] @ [k, n] on this machine's default device (20 products per call, so that the
+    call's overhead does not count)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (20, m, k), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n), jnp.float32)
+    f = jax.jit(lambda a, b: jax.lax.map(lambda x: x @ b, a))
+    return 20 * 2 * m * k * n / fastest(f, (a, b), repeats) / 1e9
+
+
 def matmul_peak(n: int, repeats: int) -> float:
     """GFLOP/s of a float32 [n, n] @ [n, n] on this machine's default device."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
@@ -85,21 +94,23 @@ def matmul_peak(n: int, repeats: int) -> float:
     return 2 * n**3 / fastest(f, (a,), repeats) / 1e9
 
 
-def random_batch(spec, config, batch: int, key) -> object:
-    """A replay batch of `batch` stored windows with random contents (shapes and dtypes as replay holds them)."""
+def random_batch(spec, config, batch: int, key):
+    """A replay batch of `batch` stored windows with random 0/1 grids, masks, actions and rewards (stored as replay
+    stores them: `offpolicy.store`)."""
     agents = op.make_agents(spec, config)
-    window = op.store(op.example_window(spec, config, agents.initial_carry()), spec, config)
+    window = op.example_window(spec, config, agents.initial_carry())
     ks = iter(jax.random.split(key, 8))
-    stored = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape), window)
-    stored = stored._replace(
-        obs=jax.random.randint(next(ks), stored.obs.shape, 0, 2).astype(stored.obs.dtype),
-        global_state=jax.random.randint(next(ks), stored.global_state.shape, 0, 2).astype(stored.global_state.dtype),
-        avail_actions=jax.random.uniform(next(ks), stored.avail_actions.shape) < 0.8,
-        actions=jax.random.randint(next(ks), stored.actions.shape, 0, spec.n_actions).astype(stored.actions.dtype),
-        reward=jax.random.normal(next(ks), stored.reward.shape),
-        team_reward=jax.random.normal(next(ks), stored.team_reward.shape),
+    w = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape), window)
+    bits = lambda k, shape: jax.random.randint(k, shape, 0, 2).astype(jnp.float32)  # noqa: E731
+    w = w._replace(
+        obs=bits(next(ks), w.obs.shape), next_obs=bits(next(ks), w.obs.shape),
+        global_state=bits(next(ks), w.global_state.shape), next_global_state=bits(next(ks), w.global_state.shape),
+        avail_actions=(jax.random.uniform(next(ks), w.avail_actions.shape) < 0.8).at[..., 4].set(True),
+        actions=jax.random.randint(next(ks), w.actions.shape, 0, spec.n_actions),
+        reward=jax.random.normal(next(ks), w.reward.shape),
     )
-    return stored._replace(avail_actions=stored.avail_actions.at[..., 4].set(True))  # (stay is always available)
+    w = w._replace(next_avail_actions=w.avail_actions, team_reward=w.reward[..., 0])
+    return jax.vmap(lambda x: op.store(x, spec, config))(w)
 
 
 def main(argv=None):
@@ -155,8 +166,9 @@ def main(argv=None):
     new_windows = new_windows._replace(agent_carry=jnp.broadcast_to(
         batch.agent_carry[envs][None], (args.window,) + batch.agent_carry[envs].shape))
 
-    def whole_update(s, d):
-        return update(s, d, key, config=config, learn=True)[1]["loss"]
+    def whole_update(s, d):  # (the new parameters are returned, or XLA would drop the backward pass and Adam)
+        new, metrics = update(s, d, key, config=config, learn=True)
+        return new.params, new.opt_state, metrics["loss"]
 
     peak = matmul_peak(args.matmul, args.repeats)
     rows = []
@@ -178,6 +190,20 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for name, s, f in rows:
         print(f"| {name} | {s * 1e3:,.0f} | {f / 1e9:.2f} | {f / 1e9 / s:.1f} | {100 * f / 1e9 / s / peak:.0f}% |")
+    # what bounds it: the products the update is made of, each alone at its own shape
+    rows_step = args.batch * args.agents  # the GRU's rows at one time step
+    in_dim = agents.obs_dim + (spec.n_actions if config.last_action else 0) + (spec.n_agents if config.agent_id else 0)
+    h = config.hidden_sizes[0]
+    shapes = [(f"GRU step: input layer [{rows_step}, {in_dim}] @ [{in_dim}, {h}]", (rows_step, in_dim, h)),
+              (f"GRU step: gates [{rows_step}, {h}] @ [{h}, {3 * h}]", (rows_step, h, 3 * h)),
+              (f"mixer hypernet [{args.batch * args.window}, {spec.state_dim}] @ [{spec.state_dim}, "
+               f"{config.hypernet_embed}]", (args.batch * args.window, spec.state_dim, config.hypernet_embed))]
+    print("\nThe same machine on the update's own matrix shapes (each product alone, no loop):")
+    print("| product | GFLOP/s | % of matmul peak |")
+    print("|---|---|---|")
+    for name, (m, k, n) in shapes:
+        rate = matmul_rate(m, k, n, args.repeats)
+        print(f"| {name} | {rate:.1f} | {100 * rate / peak:.0f}% |")
     t_update = rows[-1][1]
     print(f"\nOne update: {t_update:.2f} s for {env_steps:,} replayed env steps ({env_steps / t_update:,.0f} replayed "
           f"steps/s); at one update per 8 episodes of {args.window} steps, updates alone cap training at "

@@ -136,8 +136,7 @@ def test_stored_actions_and_observations_use_the_smallest_exact_types():
     assert window.actions.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("last_action", [False, True])
-def test_recurrent_agents_step_once_on_stored_windows_with_the_same_values(last_action):
+def test_recurrent_agents_step_once_on_stored_windows_with_the_same_values(last_action=True):
     """On replay's windows a GRU agent steps once per time step (q_next[t] = q[t + 1], the network applied to the
     final observation only at the window's last step and its time-limit cuts): the values equal the two-pass
     unroll's wherever a target reads them (every step but a termination)."""
@@ -153,3 +152,9 @@ def test_recurrent_agents_step_once_on_stored_windows_with_the_same_values(last_
     np.testing.assert_allclose(once[0], twice[0], rtol=1e-6, atol=1e-6)
     keep = ~np.asarray(windows.terminated)
     np.testing.assert_allclose(np.asarray(once[1])[keep], np.asarray(twice[1])[keep], rtol=1e-6, atol=1e-6)
+    # online and target agents in one loop (`unroll_batches`): each set's own values, on both kinds of batch
+    other = agents.init(jax.random.PRNGKey(5))
+    for b in (restored, windows):
+        pair = jax.jit(lambda b: op.unroll_batches(agents, (params, other), b))(b)
+        alone = [jax.jit(lambda b, p=p: op.unroll_batch(agents, p, b))(b) for p in (params, other)]
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6), pair, tuple(alone))

@@ -105,6 +105,28 @@ def test_lambda_returns_match_a_direct_computation():
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def test_one_step_targets_of_a_batch_equal_the_lambda_zero_recursion():
+    """td_lambda = 0 takes a closed form (no backward loop): the same targets as the recursion with λ = 0."""
+    from coopmarl.algos.base import Transition
+
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    b, t, n = 3, 6, 2
+    term = jax.random.uniform(k[0], (b, t)) < 0.2
+    trunc = ~term & (jax.random.uniform(k[1], (b, t)) < 0.2)
+    reward = jax.random.normal(k[2], (b, t, n))
+    zeros = jnp.zeros((b, t))
+    batch = Transition(obs=zeros, global_state=zeros, avail_actions=zeros, actions=zeros, reward=reward,
+                       terminated=term, truncated=trunc, next_obs=zeros, next_global_state=zeros,
+                       next_avail_actions=zeros, team_reward=reward[..., 0])
+    config = offpolicy.OffPolicyConfig(gamma=0.9, td_lambda=0.0)
+    for v in (jax.random.normal(k[3], (b, t)), jax.random.normal(k[3], (b, t, n))):  # a team value; per agent
+        got = offpolicy.batch_lambda_returns(batch, v, config)
+        r = reward if v.ndim == 3 else reward[..., 0]
+        expected = jax.vmap(lambda r, te, d, v: offpolicy.lambda_returns(r, te, d, v, 0.9, 0.0))(
+            r, term, term | trunc, v)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)  # (float rounding only)
+
+
 def test_recurrent_agents_restart_at_episode_starts():
     agents = Agents(n_agents=2, obs_dim=3, n_actions=4, hidden=8)
     params = agents.init(jax.random.PRNGKey(0))

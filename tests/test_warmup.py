@@ -28,18 +28,28 @@ def _learning_by_iteration(r, iters: int) -> list[bool]:
 
 
 @pytest.mark.parametrize("algo,env,overrides", [
-    ("qmix", "ro-matrix", ["agent=mlp", "n_envs=8", "batch_size=32"]),  # 32 windows: after the 4th iteration
-    ("qmix", "ro-matrix", ["agent=mlp", "n_envs=5", "batch_size=12"]),  # not a multiple of n_envs
-    ("qmix", "ro-matrix", ["agent=mlp", "n_envs=4", "batch_size=4", "buffer_size=4"]),  # at once
+    ("qmix", "ro-matrix", ["agent=mlp", "n_envs=5", "batch_size=12"]),  # 12 windows of 5 a time: the 3rd iteration
     # ReMIX's recent-windows buffer must be able to give its batch too
     ("remix", "ro-matrix", ["agent=mlp", "n_envs=2", "batch_size=2", "recent_buffer_size=12",
                             "recent_batch_size=9"]),
     ("maddpg", "differential", ["n_envs=2", "learning_starts=7", "batch_size=4"]),  # learning_starts
 ])
 def test_the_warmup_is_exactly_when_the_replay_cannot_sample(algo, env, overrides):
+    """(Cheap cases by arithmetic: `test_warmup_counts`; these train, reading each iteration's own `can_sample`.)"""
     r = resolve(algo, env, overrides)
     warm = op.warmup_iterations(r.env.spec, r.config)
     assert _learning_by_iteration(r, warm + 3) == [False] * warm + [True] * 3
+
+
+def test_warmup_counts():
+    def count(**keys):
+        r = resolve("qmix", "ro-matrix", [f"{k}={v}" for k, v in keys.items()])
+        return op.warmup_iterations(r.env.spec, r.config)
+
+    assert count(n_envs=8, batch_size=32) == 3  # 32 windows after the 4th iteration
+    assert count(n_envs=4, batch_size=4, buffer_size=4) == 0  # the first iteration learns
+    assert count(n_envs=8, batch_size=33, buffer_size=40) == 4  # 33 windows after the 5th
+    assert count(n_envs=3, batch_size=2, buffer_size=3) == 0
 
 
 def test_a_run_told_the_warmup_equals_one_deciding_per_seed():

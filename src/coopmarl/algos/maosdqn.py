@@ -240,8 +240,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     q_crit = lambda p, states, actions: over_rows(  # noqa: E731  [B, T]
         lambda s, u: critic.apply(p, s, jax.nn.one_hot(u, n_actions)), states, actions, lead=2)
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
-    q_hat, _ = op.unroll_batch(agents, params["actors"], batch)  # online ψ at o_t   [B, T, N, A]
-    tq_hat, tq_hat_next = op.unroll_batch(agents, target_params["actors"], batch)  # ψ̄
+    (q_hat, _), (tq_hat, tq_hat_next) = op.unroll_batches(  # online ψ at o_t [B, T, N, A]; target ψ̄
+        agents, (params["actors"], target_params["actors"]), batch)
     tq_hat, tq_hat_next = jax.lax.stop_gradient(tq_hat), jax.lax.stop_gradient(tq_hat_next)
 
     # L_Q̃(θ): soft TD target from the target actors' log-sum-exp, averaged over agents

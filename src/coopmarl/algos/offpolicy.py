@@ -512,9 +512,14 @@ def make_update(loss_fn: LossFn):
 def unroll_batch(agents: Agents, params, batch: Transition):
     """Q-values for a batch of windows: q, q_next [B, T, N, A] (see `Agents.unroll`; windows from replay give their
     cut steps, so that q_next costs no second pass)."""
+    return unroll_batches(agents, (params,), batch)[0]
+
+
+def unroll_batches(agents: Agents, params_seq: tuple, batch: Transition) -> tuple:
+    """`unroll_batch` for several parameter sets (e.g. online and target) in one loop: ((q, q_next), …)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
-    return agents.unroll(params, batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions,
-                         cut_at=batch.cut_at)
+    return agents.unroll_each(tuple(params_seq), batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions,
+                              cut_at=batch.cut_at)
 
 
 def step_mask(batch: Transition, config) -> jax.Array | None:
@@ -546,6 +551,9 @@ def batch_lambda_returns(batch: Transition, next_value, config) -> jax.Array:
     # a team value learns from the team reward; per-agent values (independent learners) from each agent's own
     # (the same as the team's on a shared-reward env; EPyMARL's individual rewards otherwise)
     reward = batch.reward if next_value.ndim == 3 else batch.team
+    if isinstance(config.td_lambda, (int, float)) and config.td_lambda == 0:  # one-step targets: no backward loop
+        term = terminated.reshape(terminated.shape + (1,) * (reward.ndim - terminated.ndim)).astype(jnp.float32)
+        return reward + config.gamma * (1.0 - term) * next_value
     return jax.vmap(lambda r, term, d, v: lambda_returns(r, term, d, v, config.gamma, config.td_lambda))(
         reward, terminated, done, next_value
     )

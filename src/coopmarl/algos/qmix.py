@@ -355,8 +355,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     spec_n, n_actions = batch.obs.shape[-2], batch.avail_actions.shape[-1]
     agents = op.agents_for(spec_n, batch.obs.shape[-1], n_actions, config)
     mixer = make_mixer(config, spec_n)
-    q, q_next = op.unroll_batch(agents, params["agents"], batch)
-    _, tq_next = op.unroll_batch(agents, target_params["agents"], batch)
+    (q, q_next), (_, tq_next) = op.unroll_batches(agents, (params["agents"], target_params["agents"]), batch)
     q_taken = taken(q, batch.actions)  # [B, T, N]
     avail, next_avail = batch.avail_actions, batch.next_avail_actions
     mask = op.step_mask(batch, config)  # [B, T]: the steps that count (None: all; `replay`)
@@ -381,8 +380,8 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
 
     # ---- weighted: WQMIX / ReMIX, with the unrestricted central Q* ----
     central = CentralMixer(config.central_embed, config.central_layers)
-    cq, cq_next = op.unroll_batch(agents, params["central_agents"], batch)
-    _, tcq_next = op.unroll_batch(agents, target_params["central_agents"], batch)
+    (cq, cq_next), (tcq, tcq_next) = op.unroll_batches(
+        agents, (params["central_agents"], target_params["central_agents"]), batch)
     q_tot = _mix(mixer, params["mixer"], q_taken, batch.global_state, batch.actions, n_actions, None)
     q_star = _mix(central, params["central"], taken(cq, batch.actions), batch.global_state, batch.actions,
                   n_actions, None)
@@ -399,7 +398,6 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
         w = cw_weights(batch.actions, greedy, target, _cw_greedy_value(agents, central, params, target_params,
                                                                        batch, greedy, cq, config), config)
     else:  # remix
-        _, tcq = op.unroll_batch(agents, target_params["central_agents"], batch)
         q_star_prev = _mix(central, target_params["central"], taken(tcq, batch.actions), batch.global_state,
                            batch.actions, n_actions, None)
         pi_taken = taken(remix_policy_probs(q, avail, config, env_steps), batch.actions)

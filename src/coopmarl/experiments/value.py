@@ -154,7 +154,8 @@ PYMARL2_PP = {"agent_id": False}
 # run on the 2-core CPU): MLP agents, windows of 25 steps in 16 envs, batch 16 windows, buffer 2,000 windows, ε over
 # 30k steps. "long" keeps pymarl2's core with the WQMIX paper's batch of 32 episodes and a replay of 1,000 episodes
 # (REFERENCE.md "pymarl2 / WQMIX on predator-prey": pymarl's batch 32; pymarl2's buffers 1,000–10,000 episodes); one
-# predator-prey episode is ~1.5 MB as stored, so Table 2's 10,000 need ~15 GB per seed. "paper" is Table 2.
+# predator-prey episode is ~37 KB as replay stores it (each observation once, the 0/1 grid as bits; ~1.5 MB as float32
+# observation pairs), so Table 2's 10,000 take ~0.38 GB per seed. "paper" is Table 2.
 REMIX_SCALES = {
     "cpu": {"rollout_length": 25, "batch_size": 16, "buffer_size": 2000, "n_envs": 16,
             "epsilon_anneal_steps": 30_000, "agent": "mlp", "replay": "windows"},

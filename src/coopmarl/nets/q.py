@@ -130,27 +130,38 @@ class Agents:
         step once per step, not twice: q_next[t] = q[t + 1], and only the last and the cut steps apply the network
         to next_obs — the same values, at half the cost.
         """
+        return self.unroll_each((params,), carry0, obs, next_obs, done, actions, cut_at)[0]
+
+    def unroll_each(self, params_seq: tuple, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array,
+                    done: jax.Array, actions: jax.Array | None = None, cut_at: jax.Array | None = None) -> tuple:
+        """`unroll` for several parameter sets at once (e.g. the online and the target agents), one (q, q_next)
+        each: recurrent agents step all of them in one loop over the window, half the loop steps of two unrolls
+        (on a CPU a small batch's GRU step costs mostly the loop's and the ops' overhead)."""
         if self.last_action and actions is None:
             raise ValueError("Agents.unroll needs the stored actions when the agents see their last action")
-        fresh = jnp.zeros_like(carry0)
         if actions is None:
             actions = jnp.zeros(done.shape + (self.n_agents,), jnp.int32)  # unused
         if not self.recurrent:  # no memory to step: every step at once, as one matrix of rows
-            return self._unroll_stateless(params, carry0, obs, next_obs, done, actions)
+            return tuple(self._unroll_stateless(p, carry0, obs, next_obs, done, actions) for p in params_seq)
         if cut_at is not None:
-            return self._unroll_once(params, carry0, obs, next_obs, done, actions, cut_at)
+            return self._unroll_once(params_seq, carry0, obs, next_obs, done, actions, cut_at)
+        fresh = jnp.zeros_like(carry0)
 
-        def step(carry, x):
+        def step(carries, x):
             o, o_next, d, a = x
-            carry, q = self.apply(params, carry, o)
-            carry = self.with_action(carry, a)
-            _, q_next = self.apply(params, carry, o_next)
-            return jnp.where(d[..., None, None], fresh, carry), (q, q_next)
+            new, out = [], []
+            for params, carry in zip(params_seq, carries):
+                carry, q = self.apply(params, carry, o)
+                carry = self.with_action(carry, a)
+                _, q_next = self.apply(params, carry, o_next)
+                new.append(jnp.where(d[..., None, None], fresh, carry))
+                out.append((q, q_next))
+            return tuple(new), tuple(out)
 
         time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
-        _, (q, q_next) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(next_obs, -3),
-                                                     time_first(done, -1), time_first(actions, -2)))
-        return jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)
+        _, out = jax.lax.scan(step, (carry0,) * len(params_seq), (time_first(obs, -3), time_first(next_obs, -3),
+                                                                  time_first(done, -1), time_first(actions, -2)))
+        return tuple((jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)) for q, q_next in out)
 
     def _unroll_stateless(self, params, carry0, obs, next_obs, done, actions):
         """`unroll` for MLP agents: their only carry is the previous action (with `last_action`), known from the
@@ -166,31 +177,39 @@ class Agents:
         _, q_next = self.apply(params, after, next_obs)
         return q, q_next
 
-    def _unroll_once(self, params, carry0, obs, next_obs, done, actions, cut_at):
-        """`unroll` of recurrent agents over replay's windows (`cut_at` given): one network step per time step."""
+    def _unroll_once(self, params_seq, carry0, obs, next_obs, done, actions, cut_at):
+        """`unroll_each` of recurrent agents over replay's windows (`cut_at` given): one network step per time step
+        and parameter set."""
         fresh = jnp.zeros_like(carry0)
 
-        def step(carry, x):
+        def step(carries, x):
             o, d, a = x
-            carry, q = self.apply(params, carry, o)
-            carry = self.with_action(carry, a)  # the carry q_next[t] sees
-            return jnp.where(d[..., None, None], fresh, carry), (q, carry)
+            new, out = [], []
+            for params, carry in zip(params_seq, carries):
+                carry, q = self.apply(params, carry, o)
+                carry = self.with_action(carry, a)  # the carry q_next[t] sees
+                new.append(jnp.where(d[..., None, None], fresh, carry))
+                out.append((q, carry))
+            return tuple(new), tuple(out)
 
         time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
-        _, (q, after) = jax.lax.scan(step, carry0, (time_first(obs, -3), time_first(done, -1),
-                                                    time_first(actions, -2)))
-        q, after = jnp.moveaxis(q, 0, -3), jnp.moveaxis(after, 0, -3)  # [..., T, N, ·]
+        _, out = jax.lax.scan(step, (carry0,) * len(params_seq), (time_first(obs, -3), time_first(done, -1),
+                                                                  time_first(actions, -2)))
         t = done.shape[-1]
         # the window's last step and its cut steps (an empty slot, T, reads the last step and is dropped below)
         at = jnp.concatenate([jnp.full(cut_at.shape[:-1] + (1,), t - 1, cut_at.dtype), cut_at], -1)  # [..., 1 + K]
         pick = lambda a: jnp.take_along_axis(  # noqa: E731
             a, jnp.minimum(at, t - 1).reshape(at.shape + (1, 1)), axis=-3)
-        _, q_at = self.apply(params, pick(after), pick(next_obs))  # [..., 1 + K, N, A]
-        q_next = jnp.concatenate([q[..., 1:, :, :], q_at[..., :1, :, :]], -3)
 
         def put(qn, at_, q_at_):  # one window: write the cut steps' values (an empty slot's index T is dropped)
             return qn.at[at_[1:]].set(q_at_[1:], mode="drop")
 
-        for _ in range(q.ndim - 3):
+        for _ in range(obs.ndim - 3):
             put = jax.vmap(put)
-        return q, put(q_next, at, q_at)
+        results = []
+        for params, (q, after) in zip(params_seq, out):
+            q, after = jnp.moveaxis(q, 0, -3), jnp.moveaxis(after, 0, -3)  # [..., T, N, ·]
+            _, q_at = self.apply(params, pick(after), pick(next_obs))  # [..., 1 + K, N, A]
+            q_next = jnp.concatenate([q[..., 1:, :, :], q_at[..., :1, :, :]], -3)
+            results.append((q, put(q_next, at, q_at)))
+        return tuple(results)
