@@ -87,7 +87,7 @@ class _SeedRun:
             ))
         batch = Transition(**{f: (jax.tree.map(lambda *xs: jnp.stack(xs), *[s[f] for s in steps])
                                   if f == "agent_carry" else jnp.asarray(np.stack([s[f] for s in steps])))
-                              for f in Transition._fields})
+                              for f in Transition._fields if f in steps[0]})
         return batch, ret_sum, ep_count
 
     def chunk(self, iters: int) -> dict[str, np.ndarray]:
