@@ -396,7 +396,7 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     elif config.weighting == "cw":  # centrally weighted: full weight on Q_tot's argmax û, or where y > Q̂*(s, û)
         greedy = op.masked_argmax(jax.lax.stop_gradient(q), avail)
         w = cw_weights(batch.actions, greedy, target, _cw_greedy_value(agents, central, params, target_params,
-                                                                       batch, greedy, cq, config), config)
+                                                                       batch, greedy, cq, config, tcq), config)
     else:  # remix
         q_star_prev = _mix(central, target_params["central"], taken(tcq, batch.actions), batch.global_state,
                            batch.actions, n_actions, None)
@@ -415,12 +415,13 @@ def loss_fn(params, target_params, batch, key, config, env_steps):
     return qmix_loss + central_loss, metrics
 
 
-def _cw_greedy_value(agents, central, params, target_params, batch, greedy, cq, config):
+def _cw_greedy_value(agents, central, params, target_params, batch, greedy, cq, config, tcq=None):
     """Q̂*(s, û) [B, T] of CW-QMIX's test: the target central agents and mixer (WQMIX max_q_learner.py:
-    `target_central_mixer(central_target_max_agent_qvals)`), or the online ones (`cw_greedy_value`)."""
+    `target_central_mixer(central_target_max_agent_qvals)`), or the online ones (`cw_greedy_value`). `tcq`: the
+    target central agents' values when the caller has them (else they are unrolled here)."""
     n_actions = batch.avail_actions.shape[-1]
     if config.cw_greedy_value == "target":
-        cq, _ = op.unroll_batch(agents, target_params["central_agents"], batch)
+        cq = tcq if tcq is not None else op.unroll_batch(agents, target_params["central_agents"], batch)[0]
         central_params = target_params["central"]
     else:
         central_params = params["central"]
