@@ -16,6 +16,7 @@ holds the action before the window, and a runner that restarts the carry at an e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,7 +26,12 @@ from coopmarl.nets.init import orthogonal
 
 
 class AgentQNet(nn.Module):
-    """fc -> ReLU -> GRU (or a second fc -> ReLU) -> Q head; optionally a dueling head V + A - mean(A)."""
+    """fc -> ReLU -> GRU (or a second fc -> ReLU) -> Q head; optionally a dueling head V + A - mean(A).
+
+    This module defines the parameters (flax's layers and initialisers; named explicitly, so the parameter tree is
+    stable) and is the reference for their meaning; `Agents` computes with them in three parts (`Agents.encode`,
+    `Agents.step`, `Agents.head`), so that an unroll can take everything but the recurrence out of its loop.
+    """
 
     n_actions: int
     hidden: int = 64
@@ -34,15 +40,97 @@ class AgentQNet(nn.Module):
 
     @nn.compact
     def __call__(self, carry, x):
-        h = nn.relu(nn.Dense(self.hidden)(x))
+        h = nn.relu(nn.Dense(self.hidden, name="Dense_0")(x))
         if self.recurrent:
-            carry, h = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal())(carry, h)
+            carry, h = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal(), name="GRUCell_0")(carry, h)
         else:
-            h = nn.relu(nn.Dense(self.hidden)(h))
+            h = nn.relu(nn.Dense(self.hidden, name="Dense_1")(h))
+        head = 1 if self.recurrent else 2
         if self.dueling:  # Wang et al. 2016, used by MAOSDQN (App. C)
-            advantage = nn.Dense(self.n_actions)(h)
-            return carry, nn.Dense(1)(h) + advantage - advantage.mean(-1, keepdims=True)
-        return carry, nn.Dense(self.n_actions)(h)
+            advantage = nn.Dense(self.n_actions, name=f"Dense_{head}")(h)
+            return carry, nn.Dense(1, name=f"Dense_{head + 1}")(h) + advantage - advantage.mean(-1, keepdims=True)
+        return carry, nn.Dense(self.n_actions, name=f"Dense_{head}")(h)
+
+
+class Weights(NamedTuple):
+    """One agent network's parameters as the matrices `Agents` multiplies by (`Agents.weights`): the GRU's three
+    input products as one [H, 3H] matrix and its three recurrent ones as one more (flax's GRUCell keeps six)."""
+
+    fc: tuple  # (kernel, bias) of the first layer
+    hidden: tuple  # recurrent: (W_i [H, 3H], b_i [3H]) of the gates r, z, n; MLP: (kernel, bias) of the second layer
+    recurrent: tuple  # recurrent: (W_h [H, 3H], b_hn [H]); MLP: ()
+    head: tuple  # ((kernel, bias) of Q) or, dueling, ((kernel, bias) of A, (kernel, bias) of V)
+
+
+def gru_cell(w_h: jax.Array, b_hn: jax.Array, h: jax.Array, i_r: jax.Array, i_z: jax.Array, i_n: jax.Array):
+    """One step of flax's GRUCell on rows, from its input gates (W_i·x + b_i, split in three [R, H]) and its recurrent
+    weights as one matrix (W_hr | W_hz | W_hn [H, 3H], b_hn [H]): r = σ(i_r + W_hr h), z = σ(i_z + W_hz h),
+    n = tanh(i_n + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h. Returns h′ and the gates (r, z, n, W_hn h + b_hn)."""
+    h_r, h_z, h_n = jnp.split(h @ w_h, 3, -1)
+    r, z = jax.nn.sigmoid(i_r + h_r), jax.nn.sigmoid(i_z + h_z)
+    hn = h_n + b_hn
+    n = jnp.tanh(i_n + r * hn)
+    return (1.0 - z) * n + z * h, (r, z, n, hn)
+
+
+@jax.custom_vjp
+def gru_loop(w_h, b_hn, h0, keep, i_r, i_z, i_n):
+    """The GRU's memory along T steps: hs [T, R, H], hs[t] = `gru_cell`(keep[t] ⊙ hs[t − 1], input gates [t]), from h0
+    [R, H]; keep [T, R, 1] is 0 where the memory restarts (an episode's first step), else 1; the input gates i_r,
+    i_z, i_n [T, R, H] are computed for all steps before the loop (`Agents.encode`).
+
+    Its gradient is written out (`_gru_loop_bwd`): the backward loop computes only what is sequential (the
+    memory's cotangent) and leaves the weights' gradient to one product over all steps after it, where autodiff of
+    the loop would multiply and accumulate it at every step. The input gates come as three arrays, not as column
+    blocks of one: inside a loop, XLA's CPU backend runs the gates' fusion several times slower when it slices them
+    out of one array's step."""
+    def body(h, xs):
+        k, a, b, c = xs
+        h, _ = gru_cell(w_h, b_hn, h * k, a, b, c)
+        return h, h
+
+    return jax.lax.scan(body, h0, (keep, i_r, i_z, i_n))[1]
+
+
+def _gru_loop_fwd(w_h, b_hn, h0, keep, i_r, i_z, i_n):
+    def body(h, xs):
+        k, a, b, c = xs
+        h_prev = h * k
+        h, gates = gru_cell(w_h, b_hn, h_prev, a, b, c)
+        return h, (h, h_prev, *gates)
+
+    _, (hs, h_prev, r, z, n, hn) = jax.lax.scan(body, h0, (keep, i_r, i_z, i_n))
+    return hs, (w_h, keep, h_prev, r, z, n, hn)
+
+
+def _gru_loop_bwd(residuals, d_hs):
+    """`gru_loop`'s vector-Jacobian product: backwards through the steps, with the derivatives of `gru_cell`
+    (σ′ = σ(1 − σ), tanh′ = 1 − tanh²); the recurrent weights' gradient Σ_t h_{t−1}ᵀ·∂(W_h h_{t−1}) after the loop."""
+    w_h, keep, h_prev, r, z, n, hn = residuals
+    w_t = w_h.T
+
+    def body(d_h_next, xs):
+        d_out, k, h_p, r_, z_, n_, hn_ = xs
+        d_h = d_h_next + d_out
+        d_in = d_h * (1.0 - z_) * (1.0 - n_ * n_)  # ∂ of n's pre-activation = ∂i_n
+        d_iz = d_h * (h_p - n_) * z_ * (1.0 - z_)
+        d_ir = d_in * hn_ * r_ * (1.0 - r_)
+        d_hn = d_in * r_  # ∂(W_hn h + b_hn)
+        d_h_prev = d_h * z_ + jnp.concatenate([d_ir, d_iz, d_hn], -1) @ w_t
+        return d_h_prev * k, (d_ir, d_iz, d_in, d_hn)
+
+    d_h0, (d_ir, d_iz, d_in, d_hn) = jax.lax.scan(body, jnp.zeros_like(h_prev[0]),
+                                                  (d_hs, keep, h_prev, r, z, n, hn), reverse=True)
+    width = h_prev.shape[-1]
+    d_w = h_prev.reshape(-1, width).T @ jnp.concatenate([d_ir, d_iz, d_hn], -1).reshape(-1, 3 * width)
+    return d_w, d_hn.reshape(-1, width).sum(0), d_h0, jnp.zeros_like(keep), d_ir, d_iz, d_in
+
+
+gru_loop.defvjp(_gru_loop_fwd, _gru_loop_bwd)
+
+
+def _dense(p) -> tuple:
+    return p["kernel"], p["bias"]
 
 
 @dataclass(frozen=True)
@@ -95,23 +183,72 @@ class Agents:
             return self.net.init(key, dummy_c, dummy_x)
         return jax.vmap(lambda k: self.net.init(k, dummy_c, dummy_x))(jax.random.split(key, self.n_agents))
 
-    def apply(self, params, carry: jax.Array, obs: jax.Array):
-        """One step for every agent: carry [..., N, H], obs [..., N, D] -> (carry [..., N, H], q [..., N, A]).
+    # ---- the network in three parts, on 2-D rows (one agent network's `Weights`) ----------------------------------
 
-        The networks see 2-D inputs [rows, D] only: XLA's CPU backend multiplies a flattened
-        [rows, D] @ [D, H] about twice as fast as the same product with extra batch axes."""
-        x = self.inputs(obs, carry)
-        full, carry = carry, carry[..., :self.carry_dim]  # the previous action (if any) stays as it is
-        lead, n = x.shape[:-2], self.n_agents
-        if self.share_parameters:
-            c, q = self.net.apply(params, carry.reshape(-1, carry.shape[-1]), x.reshape(-1, x.shape[-1]))
-            c, q = c.reshape(carry.shape), q.reshape(lead + (n, q.shape[-1]))
+    def weights(self, params) -> Weights:
+        """`params` (as `init` gives them; stacked on a leading agent axis without shared parameters) as `Weights`."""
+        p = params["params"]
+        if self.recurrent:
+            g = p["GRUCell_0"]
+            cat = lambda names, part: jnp.concatenate([g[n][part] for n in names], -1)  # noqa: E731
+            hidden = (cat(("ir", "iz", "in"), "kernel"), cat(("ir", "iz", "in"), "bias"))
+            recurrent = (cat(("hr", "hz", "hn"), "kernel"), g["hn"]["bias"])
         else:
-            rows = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, rows, ·]
-            back = lambda a: jnp.moveaxis(a.reshape((n,) + lead + a.shape[-1:]), 0, -2)  # noqa: E731
-            c, q = jax.vmap(self.net.apply)(params, rows(carry), rows(x))
-            c, q = back(c), back(q)
-        return jnp.concatenate([c, full[..., self.carry_dim:]], -1) if self.last_action else c, q
+            hidden, recurrent = _dense(p["Dense_1"]), ()
+        h = 1 if self.recurrent else 2
+        head = (_dense(p[f"Dense_{h}"]), _dense(p[f"Dense_{h + 1}"])) if self.dueling else (_dense(p[f"Dense_{h}"]),)
+        return Weights(_dense(p["Dense_0"]), hidden, recurrent, head)
+
+    @staticmethod
+    def encode(w: Weights, x: jax.Array) -> jax.Array:
+        """Input rows [R, in] -> what does not depend on the memory: the GRU's input gates W_i·fc(x) + b_i [R, 3H]
+        (recurrent), or the MLP's last hidden layer [R, H]."""
+        h = jax.nn.relu(x @ w.fc[0] + w.fc[1])
+        return h @ w.hidden[0] + w.hidden[1] if w.recurrent else jax.nn.relu(h @ w.hidden[0] + w.hidden[1])
+
+    @staticmethod
+    def step(w: Weights, h: jax.Array, i_r: jax.Array, i_z: jax.Array, i_n: jax.Array) -> jax.Array:
+        """One GRU step on rows: h [R, H] and the input gates [R, H] each (`encode`, split) -> the new h
+        (`gru_cell`)."""
+        return gru_cell(w.recurrent[0], w.recurrent[1], h, i_r, i_z, i_n)[0]
+
+    def head(self, w: Weights, h: jax.Array) -> jax.Array:
+        """Hidden rows [R, H] -> Q-values [R, A]."""
+        if not self.dueling:
+            return h @ w.head[0][0] + w.head[0][1]
+        advantage = h @ w.head[0][0] + w.head[0][1]  # Wang et al. 2016, used by MAOSDQN (App. C)
+        return h @ w.head[1][0] + w.head[1][1] + advantage - advantage.mean(-1, keepdims=True)
+
+    def rows(self, fn, w: Weights, *arrays: jax.Array) -> jax.Array:
+        """fn(w, *rows) on arrays [..., N, ·] as 2-D rows [R, ·], back to [..., N, ·]: every agent's rows in one
+        matrix with shared parameters, each agent's own rows with its own (vmapped over the agent axis) otherwise.
+
+        XLA's CPU backend multiplies a flattened [rows, D] @ [D, H] about twice as fast as the same product with
+        extra batch axes."""
+        lead, n = arrays[0].shape[:-2], self.n_agents
+        if self.share_parameters:
+            out = fn(w, *(a.reshape(-1, a.shape[-1]) for a in arrays))
+            return out.reshape(lead + (n, out.shape[-1]))
+        per_agent = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, rows, ·]
+        out = jax.vmap(fn)(w, *(per_agent(a) for a in arrays))
+        return jnp.moveaxis(out.reshape((n,) + lead + out.shape[-1:]), 0, -2)
+
+    def hidden_step(self, w: Weights, carry: jax.Array, x: jax.Array) -> jax.Array:
+        """The last hidden layer of inputs x [..., N, in] after the network's carry [..., N, H]: the new GRU state, or
+        the MLP's hidden layer."""
+        if not self.recurrent:
+            return self.rows(self.encode, w, x)
+        return self.rows(lambda w_, c, x_: self.step(w_, c, *jnp.split(self.encode(w_, x_), 3, -1)), w, carry, x)
+
+    def apply(self, params, carry: jax.Array, obs: jax.Array):
+        """One step for every agent: carry [..., N, H], obs [..., N, D] -> (carry [..., N, H], q [..., N, A])."""
+        w = self.weights(params)
+        x = self.inputs(obs, carry)
+        h = self.hidden_step(w, carry[..., :self.carry_dim], x)
+        q = self.rows(self.head, w, h)
+        if not self.recurrent:
+            return carry, q
+        return jnp.concatenate([h, carry[..., self.carry_dim:]], -1) if self.last_action else h, q
 
     def unroll(self, params, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array, done: jax.Array,
                actions: jax.Array | None = None, cut_at: jax.Array | None = None):
@@ -124,92 +261,91 @@ class Agents:
         With `last_action`, `actions` [..., T, N] are the stored actions: q_next[t] sees actions[t] as the
         previous action, and so does q[t + 1] unless an episode starts there.
 
+        Only the recurrence is a loop: the layers before the GRU's state (and its input gates) are applied to all
+        steps at once before it, the Q head to all of them after it.
+
         `cut_at` [..., K] (windows read back from replay, `offpolicy.restore`) says that next_obs[t] is obs[t + 1]
         except at the window's last step and at the steps in cut_at (time limits); at its other episode ends
-        (terminations) q_next is then the next episode's first values, which no target reads. Recurrent agents then
-        step once per step, not twice: q_next[t] = q[t + 1], and only the last and the cut steps apply the network
-        to next_obs — the same values, at half the cost.
+        (terminations) q_next is then the next episode's first values, which no target reads. q_next[t] is then
+        q[t + 1], and only the last and the cut steps apply the network to next_obs — the same values, at half the
+        cost.
         """
         return self.unroll_each((params,), carry0, obs, next_obs, done, actions, cut_at)[0]
 
     def unroll_each(self, params_seq: tuple, carry0: jax.Array, obs: jax.Array, next_obs: jax.Array,
                     done: jax.Array, actions: jax.Array | None = None, cut_at: jax.Array | None = None) -> tuple:
-        """`unroll` for several parameter sets at once (e.g. the online and the target agents), one (q, q_next)
-        each: recurrent agents step all of them in one loop over the window, half the loop steps of two unrolls
-        (on a CPU a small batch's GRU step costs mostly the loop's and the ops' overhead)."""
+        """`unroll` for several parameter sets (e.g. the online and the target agents), one (q, q_next) each, from
+        the inputs they share (the observations with the previous actions)."""
         if self.last_action and actions is None:
             raise ValueError("Agents.unroll needs the stored actions when the agents see their last action")
-        if actions is None:
-            actions = jnp.zeros(done.shape + (self.n_agents,), jnp.int32)  # unused
+        before, after = self._carries(carry0, done, actions)
+        x, x_next = self.inputs(obs, before), self.inputs(next_obs, after)
+        ws = [self.weights(p) for p in params_seq]
         if not self.recurrent:  # no memory to step: every step at once, as one matrix of rows
-            return tuple(self._unroll_stateless(p, carry0, obs, next_obs, done, actions) for p in params_seq)
-        if cut_at is not None:
-            return self._unroll_once(params_seq, carry0, obs, next_obs, done, actions, cut_at)
-        fresh = jnp.zeros_like(carry0)
-
-        def step(carries, x):
-            o, o_next, d, a = x
-            new, out = [], []
-            for params, carry in zip(params_seq, carries):
-                carry, q = self.apply(params, carry, o)
-                carry = self.with_action(carry, a)
-                _, q_next = self.apply(params, carry, o_next)
-                new.append(jnp.where(d[..., None, None], fresh, carry))
-                out.append((q, q_next))
-            return tuple(new), tuple(out)
-
-        time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
-        _, out = jax.lax.scan(step, (carry0,) * len(params_seq), (time_first(obs, -3), time_first(next_obs, -3),
-                                                                  time_first(done, -1), time_first(actions, -2)))
-        return tuple((jnp.moveaxis(q, 0, -3), jnp.moveaxis(q_next, 0, -3)) for q, q_next in out)
-
-    def _unroll_stateless(self, params, carry0, obs, next_obs, done, actions):
-        """`unroll` for MLP agents: their only carry is the previous action (with `last_action`), known from the
-        stored actions without stepping — q[t] sees the action before t (carry0's before step 0, none after an
-        episode end), q_next[t] sees actions[t]."""
+            return tuple((self.rows(self.head, w, self.hidden_step(w, None, x)),
+                          self.rows(self.head, w, self.hidden_step(w, None, x_next))) for w in ws)
         t = done.shape[-1]
-        after = self.with_action(jnp.broadcast_to(carry0[..., None, :, :], obs.shape[:-1] + carry0.shape[-1:]),
+        restart = jnp.concatenate([jnp.zeros_like(done[..., :1]), done[..., :-1]], -1)  # the memory restarts at t
+        time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
+        keep = time_first(1.0 - restart.astype(jnp.float32), -1)[..., None, None]  # [T, ..., 1, 1]
+        keep = jnp.broadcast_to(keep, keep.shape[:-2] + (self.n_agents, 1))
+        h0 = carry0[..., :self.carry_dim]
+        hs = [self._memory(w, h0, keep, time_first(self.rows(self.encode, w, x), -3)) for w in ws]
+        results = []
+        for w, h in zip(ws, hs):
+            h = jnp.moveaxis(h, 0, -3)  # [..., T, N, H]: the memory after step t (before any restart)
+            q = self.rows(self.head, w, h)
+            if cut_at is None:
+                q_next = self.rows(self.head, w, self.hidden_step(w, h, x_next))
+            else:
+                q_next = self._cut_values(w, q, h, x_next, cut_at, t)
+            results.append((q, q_next))
+        return tuple(results)
+
+    def _memory(self, w: Weights, h0: jax.Array, keep: jax.Array, gates: jax.Array) -> jax.Array:
+        """`gru_loop` on arrays with agents: h0 [..., N, H], keep [T, ..., N, 1], gates [T, ..., N, 3H] -> the memory
+        after each step [T, ..., N, H] (every agent's rows in one loop; vmapped over agents without shared
+        parameters, as `rows`)."""
+        t, lead, n = gates.shape[0], h0.shape[:-2], self.n_agents
+
+        def loop(w_, h0_, keep_, gates_):  # [R, ·] and [T, R, ·]
+            return gru_loop(w_.recurrent[0], w_.recurrent[1], h0_, keep_, *jnp.split(gates_, 3, -1))
+
+        if self.share_parameters:
+            flat = lambda a: a.reshape(t, -1, a.shape[-1])  # noqa: E731
+            out = loop(w, h0.reshape(-1, h0.shape[-1]), flat(keep), flat(gates))
+            return out.reshape((t,) + lead + (n, out.shape[-1]))
+        per_agent = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, -1, a.shape[-1])  # noqa: E731  [N, R, ·]
+        per_agent_t = lambda a: jnp.moveaxis(a, -2, 0).reshape(n, t, -1, a.shape[-1])  # noqa: E731  [N, T, R, ·]
+        out = jax.vmap(loop)(w, per_agent(h0), per_agent_t(keep), per_agent_t(gates))  # [N, T, R, H]
+        return jnp.moveaxis(out.reshape((n, t) + lead + out.shape[-1:]), 0, -2)
+
+    def _carries(self, carry0: jax.Array, done: jax.Array, actions: jax.Array | None):
+        """The carries whose previous action q[t] and q_next[t] see (`last_action`), known from the stored actions
+        without stepping: before step t (carry0's before step 0, none after an episode end) and after it (actions[t]).
+        Their memory columns are carry0's and unused. (None, None) without `last_action`."""
+        if not self.last_action:
+            return None, None
+        t = done.shape[-1]
+        after = self.with_action(jnp.broadcast_to(carry0[..., None, :, :], actions.shape + carry0.shape[-1:]),
                                  actions)  # [..., T, N, W]: the carry after step t
         fresh = jnp.zeros_like(after[..., :1, :, :])
         kept = jnp.where(done[..., :t - 1, None, None], fresh, after[..., :t - 1, :, :])
-        before = jnp.concatenate([carry0[..., None, :, :], kept], -3)  # the carry before step t
-        _, q = self.apply(params, before, obs)
-        _, q_next = self.apply(params, after, next_obs)
-        return q, q_next
+        return jnp.concatenate([carry0[..., None, :, :], kept], -3), after
 
-    def _unroll_once(self, params_seq, carry0, obs, next_obs, done, actions, cut_at):
-        """`unroll_each` of recurrent agents over replay's windows (`cut_at` given): one network step per time step
-        and parameter set."""
-        fresh = jnp.zeros_like(carry0)
-
-        def step(carries, x):
-            o, d, a = x
-            new, out = [], []
-            for params, carry in zip(params_seq, carries):
-                carry, q = self.apply(params, carry, o)
-                carry = self.with_action(carry, a)  # the carry q_next[t] sees
-                new.append(jnp.where(d[..., None, None], fresh, carry))
-                out.append((q, carry))
-            return tuple(new), tuple(out)
-
-        time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
-        _, out = jax.lax.scan(step, (carry0,) * len(params_seq), (time_first(obs, -3), time_first(done, -1),
-                                                                  time_first(actions, -2)))
-        t = done.shape[-1]
-        # the window's last step and its cut steps (an empty slot, T, reads the last step and is dropped below)
+    def _cut_values(self, w: Weights, q, h, x_next, cut_at, t: int):
+        """q_next of replay's windows (`cut_at` given): q[t + 1], and at the window's last step and its cut steps the
+        network applied to next_obs after the memory h [..., T, N, H]."""
+        # the last step and the cut steps (an empty slot, T, reads the last step and is dropped below)
         at = jnp.concatenate([jnp.full(cut_at.shape[:-1] + (1,), t - 1, cut_at.dtype), cut_at], -1)  # [..., 1 + K]
         pick = lambda a: jnp.take_along_axis(  # noqa: E731
             a, jnp.minimum(at, t - 1).reshape(at.shape + (1, 1)), axis=-3)
+        q_at = self.rows(self.head, w, self.hidden_step(w, pick(h), pick(x_next)))  # [..., 1 + K, N, A]
 
         def put(qn, at_, q_at_):  # one window: write the cut steps' values (an empty slot's index T is dropped)
             return qn.at[at_[1:]].set(q_at_[1:], mode="drop")
 
-        for _ in range(obs.ndim - 3):
+        for _ in range(q.ndim - 3):
             put = jax.vmap(put)
-        results = []
-        for params, (q, after) in zip(params_seq, out):
-            q, after = jnp.moveaxis(q, 0, -3), jnp.moveaxis(after, 0, -3)  # [..., T, N, ·]
-            _, q_at = self.apply(params, pick(after), pick(next_obs))  # [..., 1 + K, N, A]
-            q_next = jnp.concatenate([q[..., 1:, :, :], q_at[..., :1, :, :]], -3)
-            results.append((q, put(q_next, at, q_at)))
-        return tuple(results)
+        q_next = jnp.concatenate([q[..., 1:, :, :], q_at[..., :1, :, :]], -3)
+        return put(q_next, at, q_at)
