@@ -12,7 +12,6 @@ from coopmarl.experiments import list_experiments, run_experiment
 # every preset at a tiny scale: a few hundred steps, one or two seeds, the smallest selection of its options
 TINY = {
     "rommeo-climbing": {"seeds": "4", "steps": "200"},
-    "maosql-tabular": {"seeds": "2", "iterations": "50", "games": "tensor"},
     "dpo-matrix": {"iterations": "10"},
     "stochastic-game-optimum": {"n_states": "6", "n_agents": "3", "n_actions": "3"},
     "maosql-didactic": {"games": "ro-matrix", "algos": "maosdqn,mappo", "seeds": "2", "steps": "200"},
@@ -25,11 +24,14 @@ TINY = {
                         "steps": "128"},
     "dpo-mpe": {"tasks": "mpe:spread", "algos": "dpo,iql", "n_agents": "2", "seeds": "1", "steps": "800"},
     "dpo-ablation": {"tasks": "mpe:circle", "algos": "dpo-no-kl", "n_agents": "3", "seeds": "1", "steps": "400"},
-    "dpo-smax": {"maps": "8m", "algos": "ippo", "seeds": "1", "steps": "400"},
 }
 # brax compiles for minutes, and ReMIX's and VDAC's SMAX programs for ~4 (their cells: test_remix_smax_cells)
-# remix-weight-range shares remix-ablation's cells and report (_pp_cells, _pp_report), which run in the default run
+# remix-weight-range shares remix-ablation's cells and report (_pp_cells, _pp_report), which run in the default run;
+# dpo-smax's preset path is dpo-mpe's (SMAX's env: test_smax_bridge) and maosql-tabular's table is built from the
+# exact solvers of test_exact: ~80 s each, so they run with the other heavy ones (`-m slow`)
 HEAVY = {"dpo-mabrax": {"algos": "dpo", "seeds": "1", "steps": "400"},
+         "dpo-smax": {"maps": "8m", "algos": "ippo", "seeds": "1", "steps": "400"},
+         "maosql-tabular": {"seeds": "2", "iterations": "50", "games": "tensor"},
          "remix-weight-range": {"weights": "0.5", "seeds": "1", "steps": "800"},
          "remix-smax": {"maps": "3s_vs_5z", "algos": "remix,vdac-mix", "seeds": "1", "steps": "400"}}
 

@@ -22,6 +22,7 @@ def test_presets_are_registered_with_a_scale_and_seeds():
         assert "seeds" in experiments[name].options and "steps" in experiments[name].options
 
 
+@pytest.mark.slow  # ~110 s: five cells compiled; the policy-gradient preset path also runs in test_experiments
 def test_stochastic_game_preset_end_to_end(tmp_path):
     """Both variants side by side on a game given as a file in the authors' pickle format."""
     rng = np.random.default_rng(0)

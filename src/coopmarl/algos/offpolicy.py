@@ -255,12 +255,19 @@ def optimizer(config) -> optax.GradientTransformation:
     """Adam after the clipping stage (`gradient_clip`; `max_grad_norm` 0: no clipping). A config with a
     `group_lrs` property ({top-level parameter group: step size}) gives those groups their own Adam step size (Adam's
     step is linear in its step size, so scaling a group's updates by lr_group / lr is Adam at lr_group); the other
-    groups use `lr`."""
+    groups use `lr`.
+
+    Without per-group stages, the optimiser sees all parameters as one vector (`optax.flatten`): the same global norm
+    and elementwise Adam, in a few operations per gradient step rather than a few per parameter array (a small
+    network's update is bound by the number of operations on a CPU)."""
     stages = [stage for stage in (gradient_clip(config), optax.adam(config.lr)) if stage is not None]
     group_lrs = getattr(config, "group_lrs", None)
     if group_lrs:
         stages.append(scale_groups({group: lr / config.lr for group, lr in group_lrs.items()}))
-    return stages[0] if len(stages) == 1 else optax.chain(*stages)
+    chain = stages[0] if len(stages) == 1 else optax.chain(*stages)
+    if group_lrs or getattr(config, "clipped_params", None) is not None:
+        return chain  # (these stages read the parameters' top-level groups)
+    return optax.flatten(chain)
 
 
 def _buffer(config):
