@@ -289,14 +289,13 @@ class Agents:
         time_first = lambda a, axis: jnp.moveaxis(a, axis, 0)  # noqa: E731
         keep = time_first(1.0 - restart.astype(jnp.float32), -1)[..., None, None]  # [T, ..., 1, 1]
         keep = jnp.broadcast_to(keep, keep.shape[:-2] + (self.n_agents, 1))
-        h0 = carry0[..., :self.carry_dim]
-        hs = [self._memory(w, h0, keep, time_first(self.rows(self.encode, w, x), -3)) for w in ws]
+        h0, x_t = carry0[..., :self.carry_dim], time_first(x, -3)  # time first before the layers: narrow arrays move
+        hs = [self._memory(w, h0, keep, self.rows(self.encode, w, x_t)) for w in ws]  # [T, ..., N, H]
         results = []
-        for w, h in zip(ws, hs):
-            h = jnp.moveaxis(h, 0, -3)  # [..., T, N, H]: the memory after step t (before any restart)
-            q = self.rows(self.head, w, h)
+        for w, h in zip(ws, hs):  # h[t]: the memory after step t (before any restart)
+            q = jnp.moveaxis(self.rows(self.head, w, h), 0, -3)  # [..., T, N, A]
             if cut_at is None:
-                q_next = self.rows(self.head, w, self.hidden_step(w, h, x_next))
+                q_next = self.rows(self.head, w, self.hidden_step(w, jnp.moveaxis(h, 0, -3), x_next))
             else:
                 q_next = self._cut_values(w, q, h, x_next, cut_at, t)
             results.append((q, q_next))
@@ -335,12 +334,13 @@ class Agents:
 
     def _cut_values(self, w: Weights, q, h, x_next, cut_at, t: int):
         """q_next of replay's windows (`cut_at` given): q[t + 1], and at the window's last step and its cut steps the
-        network applied to next_obs after the memory h [..., T, N, H]."""
+        network applied to next_obs after the memory h [T, ..., N, H] (time first)."""
         # the last step and the cut steps (an empty slot, T, reads the last step and is dropped below)
         at = jnp.concatenate([jnp.full(cut_at.shape[:-1] + (1,), t - 1, cut_at.dtype), cut_at], -1)  # [..., 1 + K]
-        pick = lambda a: jnp.take_along_axis(  # noqa: E731
-            a, jnp.minimum(at, t - 1).reshape(at.shape + (1, 1)), axis=-3)
-        q_at = self.rows(self.head, w, self.hidden_step(w, pick(h), pick(x_next)))  # [..., 1 + K, N, A]
+        at_ = jnp.minimum(at, t - 1)
+        x_at = jnp.take_along_axis(x_next, at_.reshape(at.shape + (1, 1)), axis=-3)  # [..., 1 + K, N, in]
+        h_at = jnp.moveaxis(jnp.take_along_axis(h, jnp.moveaxis(at_, -1, 0)[..., None, None], axis=0), 0, -3)
+        q_at = self.rows(self.head, w, self.hidden_step(w, h_at, x_at))  # [..., 1 + K, N, A]
 
         def put(qn, at_, q_at_):  # one window: write the cut steps' values (an empty slot's index T is dropped)
             return qn.at[at_[1:]].set(q_at_[1:], mode="drop")
