@@ -523,7 +523,7 @@ def unroll_batch(agents: Agents, params, batch: Transition):
 
 
 def unroll_batches(agents: Agents, params_seq: tuple, batch: Transition) -> tuple:
-    """`unroll_batch` for several parameter sets (e.g. online and target) in one loop: ((q, q_next), …)."""
+    """`unroll_batch` for several parameter sets (e.g. online and target), sharing their inputs: ((q, q_next), …)."""
     done = jnp.logical_or(batch.terminated, batch.truncated)
     return agents.unroll_each(tuple(params_seq), batch.agent_carry, batch.obs, batch.next_obs, done, batch.actions,
                               cut_at=batch.cut_at)
