@@ -95,35 +95,44 @@ def gru_loop(w_h, b_hn, h0, keep, i_r, i_z, i_n):
 def _gru_loop_fwd(w_h, b_hn, h0, keep, i_r, i_z, i_n):
     def body(h, xs):
         k, a, b, c = xs
-        h_prev = h * k
-        h, gates = gru_cell(w_h, b_hn, h_prev, a, b, c)
-        return h, (h, h_prev, *gates)
+        g = (h * k) @ w_h
+        h_r, h_z, h_n = jnp.split(g, 3, -1)
+        r, z = jax.nn.sigmoid(a + h_r), jax.nn.sigmoid(b + h_z)
+        h = (1.0 - z) * jnp.tanh(c + r * (h_n + b_hn)) + z * h * k
+        return h, (h, g)
 
-    _, (hs, h_prev, r, z, n, hn) = jax.lax.scan(body, h0, (keep, i_r, i_z, i_n))
-    return hs, (w_h, keep, h_prev, r, z, n, hn)
+    _, (hs, g) = jax.lax.scan(body, h0, (keep, i_r, i_z, i_n))
+    return hs, (w_h, b_hn, h0, keep, hs, g, i_r, i_z, i_n)
 
 
 def _gru_loop_bwd(residuals, d_hs):
     """`gru_loop`'s vector-Jacobian product: backwards through the steps, with the derivatives of `gru_cell`
-    (σ′ = σ(1 − σ), tanh′ = 1 − tanh²); the recurrent weights' gradient Σ_t h_{t−1}ᵀ·∂(W_h h_{t−1}) after the loop."""
-    w_h, keep, h_prev, r, z, n, hn = residuals
+    (σ′ = σ(1 − σ), tanh′ = 1 − tanh²). The forward loop keeps only the memory and the recurrent products W_h·h; the
+    gates and every factor of the chain rule that does not depend on the memory's cotangent are computed for all
+    steps at once here, so the backward loop is one product and one multiply-add per step, and the gates' and the
+    recurrent weights' gradients (Σ_t h_{t−1}ᵀ·∂(W_h h_{t−1})) are computed after it."""
+    w_h, b_hn, h0, keep, hs, g, i_r, i_z, i_n = residuals
+    h_prev = keep * jnp.concatenate([h0[None], hs[:-1]], 0)  # the memory each step read
+    g_r, g_z, g_n = jnp.split(g, 3, -1)
+    r, z = jax.nn.sigmoid(i_r + g_r), jax.nn.sigmoid(i_z + g_z)
+    hn = g_n + b_hn
+    n = jnp.tanh(i_n + r * hn)
+    # per unit of ∂h_t: ∂i_n = a, ∂i_z = (h_{t−1} − n) z (1 − z), ∂i_r = a · hn · r (1 − r), ∂(W_hn h + b_hn) = a · r
+    a = (1.0 - z) * (1.0 - n * n)
+    per_gate = jnp.concatenate([a * hn * r * (1.0 - r), (h_prev - n) * z * (1.0 - z), a * r], -1)  # [T, R, 3H]
     w_t = w_h.T
 
-    def body(d_h_next, xs):
-        d_out, k, h_p, r_, z_, n_, hn_ = xs
+    def body(d_h_next, xs):  # ∂h_{t−1} = keep_t · (∂h_t ⊙ z + (∂h_t · per_gate) W_hᵀ)
+        d_out, z_k, gate_k = xs
         d_h = d_h_next + d_out
-        d_in = d_h * (1.0 - z_) * (1.0 - n_ * n_)  # ∂ of n's pre-activation = ∂i_n
-        d_iz = d_h * (h_p - n_) * z_ * (1.0 - z_)
-        d_ir = d_in * hn_ * r_ * (1.0 - r_)
-        d_hn = d_in * r_  # ∂(W_hn h + b_hn)
-        d_h_prev = d_h * z_ + jnp.concatenate([d_ir, d_iz, d_hn], -1) @ w_t
-        return d_h_prev * k, (d_ir, d_iz, d_in, d_hn)
+        return d_h * z_k + (jnp.concatenate([d_h, d_h, d_h], -1) * gate_k) @ w_t, d_h
 
-    d_h0, (d_ir, d_iz, d_in, d_hn) = jax.lax.scan(body, jnp.zeros_like(h_prev[0]),
-                                                  (d_hs, keep, h_prev, r, z, n, hn), reverse=True)
-    width = h_prev.shape[-1]
-    d_w = h_prev.reshape(-1, width).T @ jnp.concatenate([d_ir, d_iz, d_hn], -1).reshape(-1, 3 * width)
-    return d_w, d_hn.reshape(-1, width).sum(0), d_h0, jnp.zeros_like(keep), d_ir, d_iz, d_in
+    d_h0, d_h = jax.lax.scan(body, jnp.zeros_like(h0), (d_hs, z * keep, per_gate * keep), reverse=True)
+    d_gates = jnp.concatenate([d_h, d_h, d_h], -1) * per_gate  # (∂i_r, ∂i_z, ∂(W_hn h + b_hn))
+    width = h0.shape[-1]
+    d_ir, d_iz, d_hn = jnp.split(d_gates, 3, -1)
+    d_w = h_prev.reshape(-1, width).T @ d_gates.reshape(-1, 3 * width)
+    return d_w, d_hn.reshape(-1, width).sum(0), d_h0, jnp.zeros_like(keep), d_ir, d_iz, d_h * a
 
 
 gru_loop.defvjp(_gru_loop_fwd, _gru_loop_bwd)
