@@ -137,16 +137,21 @@ def compile_program(run) -> tuple:
     return fn, time.perf_counter() - t0
 
 
-def time_interleaved(fns: list, repeats: int) -> list[float]:
-    """Fastest of `repeats` calls of each compiled fn, the fns called in turn (A B A B …) so that load from
-    other processes on a shared machine hits them alike; the fastest call is the least disturbed one."""
-    best = [float("inf")] * len(fns)
+def time_rounds(fns: list, repeats: int) -> list[list[float]]:
+    """Seconds of each of `repeats` calls of each compiled fn ([fn][round]), the fns called in turn (A B A B …) so
+    that load from other processes on a shared machine hits them alike."""
+    times = [[] for _ in fns]
     for r in range(repeats):
         for i, fn in enumerate(fns):
             t0 = time.perf_counter()
             jax.block_until_ready(fn(jax.random.PRNGKey(r + 1)))
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+            times[i].append(time.perf_counter() - t0)
+    return times
+
+
+def time_interleaved(fns: list, repeats: int) -> list[float]:
+    """Fastest of `repeats` interleaved calls of each compiled fn (`time_rounds`): the least disturbed one."""
+    return [min(t) for t in time_rounds(fns, repeats)]
 
 
 def main(argv=None):

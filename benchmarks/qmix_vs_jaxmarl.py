@@ -45,7 +45,8 @@ warm-up updates alone, and W + `--updates` updates, W = the updates JaxMARL take
 at that env count (48 at 8 envs, 31 at 32 or more). Each side's steps/s = `--updates` x 26 x NUM_ENVS / (time of the
 long program − time of the short one): init, warm-up and buffer filling cancel, and every counted update takes its
 gradient step on both sides (checked from each program's gradient-step count). The four compiled programs are
-called in turn `--repeats` times and each one's fastest call counts (`ippo_mpe.time_interleaved`). Compile time
+called in turn `--repeats` times and each one's fastest call counts (`ippo_mpe.time_rounds`); a line under the
+table gives the ratio of each round of calls alone (median [min–max]), how far one call's ratio strays. Compile time
 (the first call of the long program) is printed apart. Steps/s counts env steps (one step of one env, all agents).
 """
 
@@ -58,6 +59,7 @@ import inspect
 import math
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -67,7 +69,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from coopmarl.config import resolve  # noqa: E402
 from coopmarl.runner import build_chunk  # noqa: E402
-from ippo_mpe import _stand_ins, compile_program, time_interleaved  # noqa: E402
+from ippo_mpe import _stand_ins, compile_program, time_rounds  # noqa: E402
 
 ROLLOUT, BATCH, BUFFER, LEARNING_STARTS = 26, 32, 5000, 10_000  # ql_rnn_mpe.yaml: NUM_STEPS, BUFFER_BATCH_SIZE, …
 TARGET_INTERVAL, EPS_DECAY = 200, 0.1  # ql_rnn_mpe.yaml: TARGET_UPDATE_INTERVAL (updates), EPS_DECAY (share of run)
@@ -189,15 +191,18 @@ def measure_row(module, n_envs: int, updates: int, repeats: int) -> dict:
         if g_long - g_short != updates:
             raise SystemExit(f"{name} at {n_envs} envs took {g_long - g_short} gradient steps in the {updates} timed "
                              f"updates (expected one each): the timed part would not be all learning")
-    t_ours_long, t_ours_short, t_theirs_long, t_theirs_short = time_interleaved(
-        [ours_long, ours_short, theirs_long, theirs_short], repeats)
+    rounds = time_rounds([ours_long, ours_short, theirs_long, theirs_short], repeats)
+    t_ours_long, t_ours_short, t_theirs_long, t_theirs_short = (min(t) for t in rounds)
     steps = updates * ROLLOUT * n_envs
 
     def rate(t_long, t_short):
         return steps / (t_long - t_short) if t_long > t_short else math.nan
 
+    # each round's own ratio, from that round's four calls: how much the ratio moves from call to call
+    per_round = [rate(a, b) / rate(c, d) for a, b, c, d in zip(*rounds)]
     return dict(n_envs=n_envs, warmup=warm, ours=rate(t_ours_long, t_ours_short),
-                theirs=rate(t_theirs_long, t_theirs_short), ours_compile=ours_compile, theirs_compile=theirs_compile)
+                theirs=rate(t_theirs_long, t_theirs_short), ours_compile=ours_compile, theirs_compile=theirs_compile,
+                round_ratios=[r for r in per_round if not math.isnan(r)])
 
 
 def _fmt(x: float, digits: int = 0) -> str:
@@ -252,7 +257,16 @@ def main(argv=None):
               f"{row['ours_compile']:.1f} / {row['theirs_compile']:.1f} |", flush=True)
     print("Warm-up updates (untimed; JaxMARL's updates before its first gradient step): "
           + ", ".join(f"{r['n_envs']} envs: {r['warmup']}" for r in rows))
+    print("Ratio of each round of calls alone, median [min–max] (the table's ratio is of each side's fastest calls): "
+          + ", ".join(f"{r['n_envs']} envs: {_spread(r['round_ratios'])}" for r in rows))
     return rows
+
+
+def _spread(ratios: list[float]) -> str:
+    """'median [min–max]' of the per-round ratios; n/a where noise left none finite."""
+    if not ratios:
+        return "n/a"
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}]"
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_main_prints_one_row_per_env_count(bench, tmp_path, monkeypatch, capsys)
         return run
 
     monkeypatch.setattr(bench, "our_program", cheap_ours)
-    rows = bench.main(["--jaxmarl-qmix", str(peer), "--envs", "8,16", "--updates", "4", "--repeats", "1"])
+    rows = bench.main(["--jaxmarl-qmix", str(peer), "--envs", "8,16", "--updates", "4", "--repeats", "2"])
     assert [r["n_envs"] for r in rows] == [8, 16]
     lines = capsys.readouterr().out.splitlines()
     header = lines.index("| envs | ours steps/s | JaxMARL steps/s | ours / JaxMARL | compile s (ours / JaxMARL) |")
@@ -103,4 +103,7 @@ def test_main_prints_one_row_per_env_count(bench, tmp_path, monkeypatch, capsys)
     for n_envs, line in zip((8, 16), table):
         assert re.fullmatch(rf"\| {n_envs} \| {rate} \| {rate} \| {ratio} \| \d+\.\d / \d+\.\d \|", line), line
     assert lines[header + 4].startswith("Warm-up updates")
+    spread = r"(?:\d+\.\d\d \[\d+\.\d\d–\d+\.\d\d\]|n/a)"
+    assert re.fullmatch(rf"Ratio of each round of calls alone, median \[min–max\] \(.*\): 8 envs: {spread}, "
+                        rf"16 envs: {spread}", lines[header + 5]), lines[header + 5]
     assert any(line.startswith("Settings (JaxMARL ql_rnn_mpe.yaml") for line in lines)
