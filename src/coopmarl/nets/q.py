@@ -65,12 +65,13 @@ class Weights(NamedTuple):
 def gru_cell(w_h: jax.Array, b_hn: jax.Array, h: jax.Array, i_r: jax.Array, i_z: jax.Array, i_n: jax.Array):
     """One step of flax's GRUCell on rows, from its input gates (W_i·x + b_i, split in three [R, H]) and its recurrent
     weights as one matrix (W_hr | W_hz | W_hn [H, 3H], b_hn [H]): r = σ(i_r + W_hr h), z = σ(i_z + W_hz h),
-    n = tanh(i_n + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h. Returns h′ and the gates (r, z, n, W_hn h + b_hn)."""
-    h_r, h_z, h_n = jnp.split(h @ w_h, 3, -1)
+    n = tanh(i_n + r ⊙ (W_hn h + b_hn)), h′ = (1 − z) ⊙ n + z ⊙ h. Returns h′ and the recurrent products W_h·h [R, 3H]
+    (from which `_gru_loop_bwd` recomputes the gates)."""
+    g = h @ w_h
+    h_r, h_z, h_n = jnp.split(g, 3, -1)
     r, z = jax.nn.sigmoid(i_r + h_r), jax.nn.sigmoid(i_z + h_z)
-    hn = h_n + b_hn
-    n = jnp.tanh(i_n + r * hn)
-    return (1.0 - z) * n + z * h, (r, z, n, hn)
+    n = jnp.tanh(i_n + r * (h_n + b_hn))
+    return (1.0 - z) * n + z * h, g
 
 
 @jax.custom_vjp
@@ -95,10 +96,7 @@ def gru_loop(w_h, b_hn, h0, keep, i_r, i_z, i_n):
 def _gru_loop_fwd(w_h, b_hn, h0, keep, i_r, i_z, i_n):
     def body(h, xs):
         k, a, b, c = xs
-        g = (h * k) @ w_h
-        h_r, h_z, h_n = jnp.split(g, 3, -1)
-        r, z = jax.nn.sigmoid(a + h_r), jax.nn.sigmoid(b + h_z)
-        h = (1.0 - z) * jnp.tanh(c + r * (h_n + b_hn)) + z * h * k
+        h, g = gru_cell(w_h, b_hn, h * k, a, b, c)
         return h, (h, g)
 
     _, (hs, g) = jax.lax.scan(body, h0, (keep, i_r, i_z, i_n))
