@@ -32,6 +32,7 @@ from coopmarl.algos.base import Algorithm, Transition
 from coopmarl.algos.fields import with_values
 from coopmarl.checkpoints import state_leaves
 from coopmarl.envs.core import AutoReset, team_reward
+from coopmarl.envs.fast_random import split_key
 from coopmarl.envs.tabular import TabularGame
 from coopmarl.errors import ConfigError, Diverged, Interrupted
 from coopmarl.evaluation import env_actions, make_evaluator
@@ -60,12 +61,12 @@ def build_chunk(algo: Algorithm, env, config, iters: int) -> Callable:
 
     def env_step(train_state, carry_env, key):
         env_state, ts, agent_carry = carry_env
-        k_act, k_env = jax.random.split(key)
-        act_keys = jax.random.split(k_act, n_envs)
+        k_act, k_env = split_key(key)  # fast_random: jax.random.split's keys, bit for bit, without its CPU loop
+        act_keys = split_key(k_act, n_envs)
         actions, next_carry = jax.vmap(
             lambda c, o, a, k: algo.policy_step(train_state, c, o, a, k, explore=True, config=config)
         )(agent_carry, ts.obs, ts.avail_actions, act_keys)
-        env_state, next_ts = jax.vmap(wrapped.step)(jax.random.split(k_env, n_envs), env_state, to_env(actions))
+        env_state, next_ts = jax.vmap(wrapped.step)(split_key(k_env, n_envs), env_state, to_env(actions))
         info = next_ts.info
         done = next_ts.done[..., None]
         transition = Transition(

@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from coopmarl.envs.fast_random import categorical, split_key
 from coopmarl.errors import UnknownNameError, did_you_mean
 from coopmarl.plugins import discover
 
@@ -149,8 +150,8 @@ def greedy_probs(values: jax.Array) -> jax.Array:
 
 def sample_actions(key: jax.Array, probs: jax.Array) -> jax.Array:
     """One action per row of `probs` [N, A] (each agent with its own key)."""
-    keys = jax.random.split(key, probs.shape[0])
-    return jax.vmap(lambda k, p: jax.random.categorical(k, jnp.log(p)))(keys, probs).astype(jnp.int32)
+    keys = split_key(key, probs.shape[0])
+    return jax.vmap(lambda k, p: categorical(k, jnp.log(p)))(keys, probs).astype(jnp.int32)
 
 
 def last_transition(data: Transition) -> Transition:

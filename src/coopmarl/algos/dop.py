@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, register_algo, taken
+from coopmarl.nets.dense import Dense
 
 MASKED = -1e10  # the logit / log-probability of an unavailable action
 
@@ -131,8 +132,8 @@ class LocalCritic(nn.Module):
     @nn.compact
     def __call__(self, x):
         for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.n_actions)(x) + nn.Dense(1)(x)
+            x = nn.relu(Dense(width)(x))
+        return Dense(self.n_actions)(x) + Dense(1)(x)
 
 
 class DecomposedMixer(nn.Module):
@@ -144,13 +145,13 @@ class DecomposedMixer(nn.Module):
 
     @nn.compact
     def __call__(self, state):
-        w1 = jnp.abs(nn.Dense(self.n_agents * self.embed)(state)).reshape(state.shape[:-1] + (self.n_agents, -1))
-        w2 = jnp.abs(nn.Dense(self.embed)(state))
+        w1 = jnp.abs(Dense(self.n_agents * self.embed)(state)).reshape(state.shape[:-1] + (self.n_agents, -1))
+        w2 = jnp.abs(Dense(self.embed)(state))
         k = jnp.einsum("...nm,...m->...n", w1, w2)
         if self.decomposition == "convex":  # authors' QMixer.forward: k / Σ k, no b(s)
             return k / jnp.maximum(jnp.sum(k, -1, keepdims=True), 1e-8), jnp.zeros(state.shape[:-1])
-        b1 = nn.Dense(self.embed)(state)
-        value = nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])(state)[..., 0]
+        b1 = Dense(self.embed)(state)
+        value = nn.Sequential([Dense(self.embed), nn.relu, Dense(1)])(state)[..., 0]
         return k, jnp.sum(b1 * w2, -1) + value  # authors' QMixer.k() and .b()
 
 

@@ -59,6 +59,7 @@ import jax.numpy as jnp
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, linear_schedule, register_algo, taken
+from coopmarl.nets.dense import Dense
 from coopmarl.nets.distributions import MASKED_LOGIT
 from coopmarl.nets.q import Agents
 
@@ -133,10 +134,10 @@ class FOPMixer(nn.Module):
         state_action = jnp.concatenate([state, joint_onehot.reshape(joint_onehot.shape[:-2] + (-1,))], -1)
         lam = jnp.zeros(state.shape[:-1] + (self.n_agents,))
         for _ in range(self.heads):
-            key = jnp.abs(nn.Dense(1)(state)) + 1e-10
-            lam = lam + key * jax.nn.sigmoid(nn.Dense(self.n_agents)(state)) * jax.nn.sigmoid(
-                nn.Dense(self.n_agents)(state_action))
-        value = nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])(state)[..., 0]
+            key = jnp.abs(Dense(1)(state)) + 1e-10
+            lam = lam + key * jax.nn.sigmoid(Dense(self.n_agents)(state)) * jax.nn.sigmoid(
+                Dense(self.n_agents)(state_action))
+        value = nn.Sequential([Dense(self.embed), nn.relu, Dense(1)])(state)[..., 0]
         return lam, value
 
 

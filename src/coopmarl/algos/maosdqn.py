@@ -71,6 +71,7 @@ import jax.numpy as jnp
 from coopmarl.algos import fields
 from coopmarl.algos import offpolicy as op
 from coopmarl.algos.base import Algorithm, over_rows, register_algo, taken
+from coopmarl.nets.dense import Dense
 
 EXACT_MAX_JOINT_ACTIONS = 32  # qhat_estimator="auto": exact up to this many joint actions (see the module doc)
 EXP_HEADROOM = 20.0  # the largest β(Q − c) exponentiated: e^20 ≈ 5e8, whose square (Adam's moment) fits float32
@@ -114,8 +115,8 @@ class Critic(nn.Module):
     def __call__(self, state, joint_onehot):
         h = jnp.concatenate([state, joint_onehot.reshape(-1)])
         for width in self.hidden_sizes:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(1)(h)[0]
+            h = nn.relu(Dense(width)(h))
+        return Dense(1)(h)[0]
 
 
 def _agents(n, obs_dim, n_actions, config):

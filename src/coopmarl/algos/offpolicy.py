@@ -38,6 +38,7 @@ from flax import struct
 from coopmarl.algos import fields
 from coopmarl.algos.base import Transition, linear_schedule
 from coopmarl.algos.fields import AlgoConfig
+from coopmarl.envs.fast_random import categorical, split_key, uniform
 from coopmarl.nets.q import Agents
 
 
@@ -129,10 +130,10 @@ def masked_max(q: jax.Array, avail: jax.Array) -> jax.Array:
 
 def epsilon_greedy(key, q: jax.Array, avail: jax.Array, eps) -> jax.Array:
     """Per agent: a uniformly random *available* action with probability ε, else the greedy one."""
-    k_coin, k_rand = jax.random.split(key)
+    k_coin, k_rand = split_key(key)  # fast_random: jax.random's draws, bit for bit, without its CPU loop
     n = q.shape[0]
-    random = jax.random.categorical(k_rand, jnp.where(avail, 0.0, -jnp.inf), axis=-1)
-    explore = jax.random.uniform(k_coin, (n,)) < eps
+    random = categorical(k_rand, jnp.where(avail, 0.0, -jnp.inf), axis=-1)
+    explore = uniform(k_coin, (n,)) < eps
     return jnp.where(explore, random, masked_argmax(q, avail)).astype(jnp.int32)
 
 

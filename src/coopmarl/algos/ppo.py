@@ -60,6 +60,7 @@ from coopmarl.algos import fields
 from coopmarl.algos.base import Algorithm, policy_table, register_algo
 from coopmarl.algos.fields import AlgoConfig
 from coopmarl.envs.core import EnvSpec
+from coopmarl.envs.fast_random import permutation
 from coopmarl.nets.distributions import Categorical, DiagGaussian, safe_sqrt
 from coopmarl.nets.mixers import QMixer, VDNMixer
 from coopmarl.nets.policy import Actor, AgentNets, Critic
@@ -507,7 +508,7 @@ def agent_shuffle_index(key, n_batch: int, n_agents: int, n_minibatches: int) ->
     """The authors' minibatches (AUTHORS, `agent_shuffle`): indices into the B·N (sample, agent) pairs of a
     batch flattened sample-major, as [n_minibatches, B / n_minibatches, N]. One permutation of all B·N pairs,
     cut into minibatches and each reshaped to [-1, N]; column i is what actor (and critic) i trains on."""
-    perm = jax.random.permutation(key, n_batch * n_agents)
+    perm = permutation(key, n_batch * n_agents)
     return perm.reshape(n_minibatches, n_batch // n_minibatches, n_agents)
 
 
@@ -587,7 +588,7 @@ def update(state: PGState, data, key, *, config: PGConfig):
             pairs = n_batch * spec.n_agents
             shuffled = jax.tree.map(lambda x: jnp.reshape(x, (pairs,) + x.shape[2:])[index], samples)
         else:
-            perm = jax.random.permutation(k, n_batch)
+            perm = permutation(k, n_batch)  # fast_random: one sort of 64-bit keys (jax.random.permutation: two)
             shuffled = jax.tree.map(
                 lambda x: jnp.reshape(x[perm], (config.n_minibatches, n_batch // config.n_minibatches) + x.shape[1:]),
                 samples)

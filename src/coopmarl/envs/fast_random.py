@@ -84,3 +84,25 @@ def uniform_concat(draws, dtype=None) -> jax.Array:
     hi = np.repeat(np.array([d[3] for d in draws], np.float32), sizes)
     lo_, span = jnp.asarray(lo), jnp.asarray(hi - lo)  # maxval − minval in float32, as jax.random does
     return jnp.maximum(lo_, (one_two - 1.0) * span + lo_)
+
+
+def categorical(key: jax.Array, logits: jax.Array, axis: int = -1) -> jax.Array:
+    """`jax.random.categorical(key, logits, axis)`, bit for bit (float32 logits; JAX's default "low" Gumbel mode),
+    without the rolled loop on the CPU: argmax(logits + Gumbel noise), the noise −log(−log u) of uniform draws."""
+    logits = jnp.asarray(logits)
+    if logits.dtype != jnp.float32 or jax.config.jax_high_dynamic_range_gumbel or not _inline_threefry(key):
+        return jax.random.categorical(key, logits, axis=axis)
+    u = uniform(key, logits.shape, minval=float(np.finfo(np.float32).tiny), maxval=1.0, dtype=jnp.float32)
+    return jnp.argmax(-jnp.log(-jnp.log(u)) + logits, axis=axis)
+
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of range(n), int32 [n], in half the time of `jax.random.permutation` on the CPU
+    (n = 2,048: ~290 µs against ~530 µs; `benchmarks/cpu_kernels.py`) — but not the permutation it draws.
+
+    Both order random keys. jax.random.permutation sorts in several rounds of 32-bit keys (two for n > 1,625), so
+    that ties between keys leave no measurable bias; this sorts once, on 64 random bits per element (two uint32 sort
+    keys, compared in turn), whose ties are as rare (probability < n² / 2⁶⁵)."""
+    bits = jax.random.bits(key, (2, n), jnp.uint32)
+    return jax.lax.sort((bits[0], bits[1], jnp.arange(n, dtype=jnp.int32)), num_keys=2, is_stable=False)[2]

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from coopmarl.nets.dense import Dense
 from coopmarl.nets.policy import AgentNets
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -41,9 +42,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width, kernel_init=nn.initializers.glorot_uniform())(x))
+            x = nn.relu(Dense(width, kernel_init=nn.initializers.glorot_uniform())(x))
         init = nn.initializers.variance_scaling(self.out_scale ** 2, "fan_avg", "uniform")
-        return nn.Dense(self.out_dim, kernel_init=init)(x)
+        return Dense(self.out_dim, kernel_init=init)(x)
 
 
 class GaussianMLP(nn.Module):

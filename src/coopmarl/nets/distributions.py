@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from coopmarl.envs.fast_random import categorical
+
 MASKED_LOGIT = -1e9  # exp(-1e9 - logsumexp) == 0 in float32
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -55,7 +57,7 @@ class Categorical(NamedTuple):
         return jnp.sum(jnp.where(p > 0.0, p * (self.log_probs() - other.log_probs()), 0.0), axis=-1)
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+        return categorical(key, self.logits, axis=-1).astype(jnp.int32)
 
     def mode(self) -> jax.Array:
         return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)

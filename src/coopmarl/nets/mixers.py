@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from coopmarl.nets.dense import Dense
+
 
 class VDNMixer(nn.Module):
     """Q_tot = Σ_n Q^n (Sunehag et al. 2018)."""
@@ -30,10 +32,10 @@ class QMixer(nn.Module):
     hypernet_embed: int = 64
 
     def setup(self):
-        self.hyper_w1 = nn.Sequential([nn.Dense(self.hypernet_embed), nn.relu, nn.Dense(self.n_agents * self.embed)])
-        self.hyper_w2 = nn.Sequential([nn.Dense(self.hypernet_embed), nn.relu, nn.Dense(self.embed)])
-        self.hyper_b1 = nn.Dense(self.embed)
-        self.value = nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])
+        self.hyper_w1 = nn.Sequential([Dense(self.hypernet_embed), nn.relu, Dense(self.n_agents * self.embed)])
+        self.hyper_w2 = nn.Sequential([Dense(self.hypernet_embed), nn.relu, Dense(self.embed)])
+        self.hyper_b1 = Dense(self.embed)
+        self.value = nn.Sequential([Dense(self.embed), nn.relu, Dense(1)])
 
     def weights(self, state):
         """(W1 [N, m], b1 [m], W2 [m], b2) of the mixing network at this state; W1, W2 ≥ 0."""
@@ -69,16 +71,16 @@ class QPLEXMixer(nn.Module):
     @nn.compact
     def __call__(self, agent_qs, state, actions_onehot, agent_vs):
         n = self.n_agents
-        w = jnp.abs(nn.Sequential([nn.Dense(self.hypernet_embed), nn.relu, nn.Dense(n)])(state)) + 1e-10
-        b = nn.Sequential([nn.Dense(self.hypernet_embed), nn.relu, nn.Dense(n)])(state)
+        w = jnp.abs(nn.Sequential([Dense(self.hypernet_embed), nn.relu, Dense(n)])(state)) + 1e-10
+        b = nn.Sequential([Dense(self.hypernet_embed), nn.relu, Dense(n)])(state)
         v = w * agent_vs + b
         adv = w * (agent_qs - agent_vs)
         joint = jnp.concatenate([state, actions_onehot.reshape(-1)])
         lam = jnp.zeros(n)
         for _ in range(self.n_heads):
-            key = jnp.abs(nn.Sequential([nn.Dense(self.hypernet_embed), nn.relu, nn.Dense(1)])(state)) + 1e-10
-            agents = jax.nn.sigmoid(nn.Dense(n)(state))
-            action = jax.nn.sigmoid(nn.Dense(n)(joint))
+            key = jnp.abs(nn.Sequential([Dense(self.hypernet_embed), nn.relu, Dense(1)])(state)) + 1e-10
+            agents = jax.nn.sigmoid(Dense(n)(state))
+            action = jax.nn.sigmoid(Dense(n)(joint))
             lam = lam + key * agents * action
         return jnp.sum(v) + jnp.sum(lam * adv)
 
@@ -96,5 +98,5 @@ class CentralMixer(nn.Module):
     def __call__(self, agent_qs, state, actions_onehot=None, agent_vs=None):
         h = jnp.concatenate([agent_qs, state])
         for _ in range(self.layers):
-            h = nn.relu(nn.Dense(self.embed)(h))
-        return nn.Dense(1)(h)[0] + nn.Sequential([nn.Dense(self.embed), nn.relu, nn.Dense(1)])(state)[0]
+            h = nn.relu(Dense(self.embed)(h))
+        return Dense(1)(h)[0] + nn.Sequential([Dense(self.embed), nn.relu, Dense(1)])(state)[0]

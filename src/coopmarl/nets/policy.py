@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coopmarl.nets.dense import Dense
 from coopmarl.nets.init import orthogonal
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
@@ -46,10 +47,10 @@ class MLP(nn.Module):
         if self.layer_norm:
             x = nn.LayerNorm(epsilon=1e-5)(x)  # torch.nn.LayerNorm's eps
         for width in self.hidden_sizes:
-            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+            x = act(Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
             if self.layer_norm:
                 x = nn.LayerNorm(epsilon=1e-5)(x)
-        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
+        return Dense(self.out_dim, kernel_init=orthogonal(self.out_gain))(x)
 
 
 class Actor(nn.Module):

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from coopmarl.nets.dense import Dense, dense_product
 from coopmarl.nets.init import orthogonal
 
 
@@ -40,16 +41,16 @@ class AgentQNet(nn.Module):
 
     @nn.compact
     def __call__(self, carry, x):
-        h = nn.relu(nn.Dense(self.hidden, name="Dense_0")(x))
+        h = nn.relu(Dense(self.hidden, name="Dense_0")(x))
         if self.recurrent:
             carry, h = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal(), name="GRUCell_0")(carry, h)
         else:
-            h = nn.relu(nn.Dense(self.hidden, name="Dense_1")(h))
+            h = nn.relu(Dense(self.hidden, name="Dense_1")(h))
         head = 1 if self.recurrent else 2
         if self.dueling:  # Wang et al. 2016, used by MAOSDQN (App. C)
-            advantage = nn.Dense(self.n_actions, name=f"Dense_{head}")(h)
-            return carry, nn.Dense(1, name=f"Dense_{head + 1}")(h) + advantage - advantage.mean(-1, keepdims=True)
-        return carry, nn.Dense(self.n_actions, name=f"Dense_{head}")(h)
+            advantage = Dense(self.n_actions, name=f"Dense_{head}")(h)
+            return carry, Dense(1, name=f"Dense_{head + 1}")(h) + advantage - advantage.mean(-1, keepdims=True)
+        return carry, Dense(self.n_actions, name=f"Dense_{head}")(h)
 
 
 class Weights(NamedTuple):
@@ -210,8 +211,9 @@ class Agents:
     def encode(w: Weights, x: jax.Array) -> jax.Array:
         """Input rows [R, in] -> what does not depend on the memory: the GRU's input gates W_i·fc(x) + b_i [R, 3H]
         (recurrent), or the MLP's last hidden layer [R, H]."""
-        h = jax.nn.relu(x @ w.fc[0] + w.fc[1])
-        return h @ w.hidden[0] + w.hidden[1] if w.recurrent else jax.nn.relu(h @ w.hidden[0] + w.hidden[1])
+        h = jax.nn.relu(dense_product(x, w.fc[0]) + w.fc[1])
+        hidden = dense_product(h, w.hidden[0]) + w.hidden[1]
+        return hidden if w.recurrent else jax.nn.relu(hidden)
 
     @staticmethod
     def step(w: Weights, h: jax.Array, i_r: jax.Array, i_z: jax.Array, i_n: jax.Array) -> jax.Array:
@@ -222,9 +224,9 @@ class Agents:
     def head(self, w: Weights, h: jax.Array) -> jax.Array:
         """Hidden rows [R, H] -> Q-values [R, A]."""
         if not self.dueling:
-            return h @ w.head[0][0] + w.head[0][1]
-        advantage = h @ w.head[0][0] + w.head[0][1]  # Wang et al. 2016, used by MAOSDQN (App. C)
-        return h @ w.head[1][0] + w.head[1][1] + advantage - advantage.mean(-1, keepdims=True)
+            return dense_product(h, w.head[0][0]) + w.head[0][1]
+        advantage = dense_product(h, w.head[0][0]) + w.head[0][1]  # Wang et al. 2016, used by MAOSDQN (App. C)
+        return dense_product(h, w.head[1][0]) + w.head[1][1] + advantage - advantage.mean(-1, keepdims=True)
 
     def rows(self, fn, w: Weights, *arrays: jax.Array) -> jax.Array:
         """fn(w, *rows) on arrays [..., N, ·] as 2-D rows [R, ·], back to [..., N, ·]: every agent's rows in one
