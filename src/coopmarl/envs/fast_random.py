@@ -90,7 +90,8 @@ def categorical(key: jax.Array, logits: jax.Array, axis: int = -1) -> jax.Array:
     """`jax.random.categorical(key, logits, axis)`, bit for bit (float32 logits; JAX's default "low" Gumbel mode),
     without the rolled loop on the CPU: argmax(logits + Gumbel noise), the noise −log(−log u) of uniform draws."""
     logits = jnp.asarray(logits)
-    if logits.dtype != jnp.float32 or jax.config.jax_high_dynamic_range_gumbel or not _inline_threefry(key):
+    if (logits.dtype != jnp.float32 or getattr(jax.config, "jax_high_dynamic_range_gumbel", True)
+            or not _inline_threefry(key)):
         return jax.random.categorical(key, logits, axis=axis)
     u = uniform(key, logits.shape, minval=float(np.finfo(np.float32).tiny), maxval=1.0, dtype=jnp.float32)
     return jnp.argmax(-jnp.log(-jnp.log(u)) + logits, axis=axis)
