@@ -1,12 +1,13 @@
-"""Key splitting and uniform draws without the CPU's rolled Threefry loop (identical bit for bit to jax.random).
+"""Key splitting, uniform and categorical draws without the CPU's rolled Threefry loop (identical bit for bit to
+jax.random), and a faster random permutation (not jax.random's: `permutation`).
 
 On the CPU, JAX lowers its Threefry-2x32 hash as a 5-iteration while loop (to keep compile times short);
 at 1024 vmapped envs each loop costs ~50-70 µs per call, which made the per-step reset of `AutoReset`
 (a key split, and the env's own split and draws) the largest cost of a particle env's step. The
 functions below compute the same Threefry-2x32 (20 rounds; Salmon et al., "Parallel random numbers:
 as easy as 1, 2, 3", SC 2011) as straight-line uint32 arithmetic that XLA fuses into one kernel, and
-return exactly what `jax.random.split` / `jax.random.uniform` return for the same key (tests check it
-bit for bit). Where that equivalence is not guaranteed (typed keys, another PRNG implementation, JAX's
+return exactly what `jax.random.split` / `jax.random.uniform` / `jax.random.categorical` return for the same
+key (tests check it bit for bit). The runner's rollout, every policy's sampling and ε-greedy draw through them. Where that equivalence is not guaranteed (typed keys, another PRNG implementation, JAX's
 non-partitionable Threefry mode, a float dtype other than float32) they call jax.random instead.
 One caveat: XLA fuses the inline hash into the consumers of its result, and a consumer that reads a
 drawn number many times (a broadcast) recomputes the hash for every read; draw such numbers with
@@ -95,7 +96,6 @@ def categorical(key: jax.Array, logits: jax.Array, axis: int = -1) -> jax.Array:
         return jax.random.categorical(key, logits, axis=axis)
     u = uniform(key, logits.shape, minval=float(np.finfo(np.float32).tiny), maxval=1.0, dtype=jnp.float32)
     return jnp.argmax(-jnp.log(-jnp.log(u)) + logits, axis=axis)
-
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:

@@ -10,7 +10,7 @@ else autodiff does is unchanged. A layer that does not narrow is flax's own prod
 faster one. `benchmarks/cpu_kernels.py` times both side by side.
 
 Values and gradients are the same sums of products (in another order: equal up to float rounding,
-`tests/test_agent_networks.py`).
+`tests/test_cpu_kernels.py`).
 """
 
 from __future__ import annotations
