@@ -6,8 +6,9 @@ at 1024 vmapped envs each loop costs ~50-70 µs per call, which made the per-ste
 (a key split, and the env's own split and draws) the largest cost of a particle env's step. The
 functions below compute the same Threefry-2x32 (20 rounds; Salmon et al., "Parallel random numbers:
 as easy as 1, 2, 3", SC 2011) as straight-line uint32 arithmetic that XLA fuses into one kernel, and
-return exactly what `jax.random.split` / `jax.random.uniform` / `jax.random.categorical` return for the same
-key (tests check it bit for bit). The runner's rollout, every policy's sampling and ε-greedy draw through them. Where that equivalence is not guaranteed (typed keys, another PRNG implementation, JAX's
+return exactly what `jax.random.split` / `jax.random.uniform` / `jax.random.categorical` return for the
+same key (tests check it bit for bit). The runner's rollout, every policy's sampling and ε-greedy draw
+through them. Where that equivalence is not guaranteed (typed keys, another PRNG implementation, JAX's
 non-partitionable Threefry mode, a float dtype other than float32) they call jax.random instead.
 One caveat: XLA fuses the inline hash into the consumers of its result, and a consumer that reads a
 drawn number many times (a broadcast) recomputes the hash for every read; draw such numbers with
