@@ -124,8 +124,8 @@ def main(argv=None) -> int:
         dense, samples, perms, inner, repeats = ((256, 64, 5),), ((4, 3, 5),), (512,), 2, 1
     else:
         dense, samples, perms, inner, repeats = DENSE_SHAPES, SAMPLE_CASES, PERMUTATION_SIZES, args.inner, args.repeats
-    print(f"\nCPU kernels, {jax.devices()[0].platform}, {jax.device_count()} device(s); µs per kernel call, fastest of "
-          f"{repeats} calls of {inner} kernel calls each")
+    print(f"\nCPU kernels, {jax.devices()[0].platform}, {jax.device_count()} device(s); µs per kernel call, "
+          f"fastest of {repeats} calls of {inner} kernel calls each")
 
     print("\nA dense layer's forward and backward pass (gradient of sum(tanh(x W + b)) for x, W, b):")
     print("| rows | in | out | flax nn.Dense µs | coopmarl Dense µs | flax / ours |")
